@@ -1,0 +1,122 @@
+"""The tasks behind tasks.py, run inside the course environment."""
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import grading
+from .paths import NOTEBOOKS_DIR, REPO_ROOT, assignment_ids
+
+
+def lab_command(root: Path = REPO_ROOT, extra: list[str] = ()) -> list[str]:
+    """JupyterLab on the course, opened on the first student notebook, with no calls to the internet."""
+    first = NOTEBOOKS_DIR / "00_orientation" / "00_orientation.ipynb"
+    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}",
+               f"--LabApp.default_url=/lab/tree/{first.relative_to(REPO_ROOT).as_posix()}",
+               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    return command
+
+
+def lab(args) -> int:
+    return subprocess.call(lab_command(extra=args.jupyter_args), cwd=REPO_ROOT)
+
+
+def test(args) -> int:
+    workers = ["-n", str(args.workers)] if args.workers > 1 else []
+    code = subprocess.call([sys.executable, "-m", "pytest", *workers, *args.pytest_args], cwd=REPO_ROOT)
+    return 0 if code == 5 and args.pytest_args else code
+
+
+def check(args) -> int:
+    from .selfcheck import self_check
+
+    path = Path(args.notebook)
+    if not path.is_file():
+        print(f"No notebook at {path}: give the path of your .ipynb file, e.g. notebooks/00_orientation/00_orientation.ipynb")
+        return 2
+    return self_check(path.resolve())
+
+
+def release(args) -> int:
+    for assignment in args.assignments or assignment_ids():
+        grading.release(assignment)
+        print(f"released {assignment} -> notebooks/{assignment}/")
+    return 0
+
+
+def grade(args) -> int:
+    from .tamper import write_report
+
+    root = Path(args.course_root).resolve()
+    db_url = grading.default_db_url(root)
+    failed = []
+    for assignment in args.assignments or assignment_ids():
+        grading.record_in_gradebook(assignment, root, db_url)
+        if args.zip:
+            grading.zip_collect(assignment, root, db_url)
+        submitted = root / "autograde" / "submitted"
+        if not any(submitted.glob(f"*/{assignment}")):
+            print(f"{assignment}: no submissions under {submitted}/<student>/{assignment}/")
+            continue
+        run = grading.autograde(assignment, root, db_url)
+        for student in grading.ungraded(assignment, root):
+            failed.append(f"{assignment}/{student}")
+            print(f"{assignment}: COULD NOT GRADE {student}; nbgrader said:")
+            print("\n".join(line for line in run.stdout.splitlines() if student in line or "ERROR" in line)[-3000:])
+        grading.generate_feedback(assignment, root, db_url)
+        print(f"{assignment}: graded; feedback in {root / 'autograde' / 'feedback'}/<student>/{assignment}/")
+        print(f"{assignment}: tamper report in {write_report(root, assignment)}")
+    print(f"grades written to {grading.export_grades(root, db_url)}")
+    if failed:
+        print(f"{len(failed)} submission(s) could not be graded and have no score: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def bench(args) -> int:
+    from .bench import run_benchmark
+
+    return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids())
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tasks.py")
+    sub = parser.add_subparsers(dest="task", required=True)
+    p = sub.add_parser("lab", help="open the course in JupyterLab")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=lab)
+    p = sub.add_parser("test", help="run the whole test suite")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=test)
+    p = sub.add_parser("check", help="self-check a notebook (exit code 1 when a test fails)")
+    p.add_argument("notebook")
+    p.set_defaults(run=check)
+    p = sub.add_parser("release", help="regenerate notebooks/ from solutions/")
+    p.add_argument("assignments", nargs="*")
+    p.set_defaults(run=release)
+    p = sub.add_parser("grade", help="autograde submissions and write grades and feedback")
+    p.add_argument("--zip", action="store_true", help="first collect an LMS download from autograde/downloaded/<id>/archive/")
+    p.add_argument("--course-root", default=str(REPO_ROOT), help="grade a copy of the course instead of this one")
+    p.add_argument("assignments", nargs="*")
+    p.set_defaults(run=grade)
+    p = sub.add_parser("bench", help="execute and grade everything; write benchmarks/results.json")
+    p.add_argument("--submissions", type=int, default=20)
+    p.add_argument("assignments", nargs="*")
+    p.set_defaults(run=bench)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.task not in ("lab", "test"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.task == "lab":
+        args.jupyter_args = [*extra, *args.jupyter_args]
+    if args.task == "test":
+        args.pytest_args = [*extra, *args.pytest_args]
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,68 @@
+"""The small CNNs the notebooks share, and a short training loop for them."""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def no_norm(num_features: int) -> nn.Module:
+    return nn.Identity()
+
+
+def batch_norm(num_features: int) -> nn.Module:
+    return nn.BatchNorm2d(num_features)
+
+
+def group_norm(num_features: int, num_groups: int = 4) -> nn.Module:
+    return nn.GroupNorm(min(num_groups, num_features), num_features)
+
+
+class MnistCNN(nn.Sequential):
+    """conv 1→c1 5×5 pad 2, norm, ReLU, max-pool 2; conv c1→c2, norm, ReLU, max-pool 2; dropout; linear → 10.
+
+    With the defaults and no norm or dropout it is the network people ask about: 16 and 32
+    channels, 32·7·7 features into the classifier. `make_norm(num_features)` puts a
+    normalization layer between each convolution and its ReLU; the convolutions drop their
+    bias when a BatchNorm follows, since BatchNorm's shift would cancel it.
+    """
+
+    def __init__(self, make_norm: Callable[[int], nn.Module] = no_norm, channels: tuple[int, int] = (16, 32),
+                 dropout: float = 0.0, num_classes: int = 10):
+        c1, c2 = channels
+        conv_bias = isinstance(make_norm(1), nn.Identity)
+        super().__init__(
+            nn.Conv2d(1, c1, 5, padding=2, bias=conv_bias), make_norm(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2, bias=conv_bias), make_norm(c2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c2 * 7 * 7, num_classes),
+        )
+
+
+def train_epochs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+                 epochs: int = 1, lr: float = 1e-3, seed: int = 0) -> list[float]:
+    """Train with Adam and cross-entropy on shuffled mini-batches; return the loss of every step."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), batch_size):
+            batch = order[start:start + batch_size]
+            optimizer.zero_grad()
+            loss = loss_fn(model(images[batch]), labels[batch])
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of correct predictions, counted per sample, in whatever mode the model is in."""
+    correct = sum(
+        (model(images[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum().item()
+        for i in range(0, len(images), batch_size)
+    )
+    return correct / len(images)
