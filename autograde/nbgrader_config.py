@@ -1,0 +1,76 @@
+"""nbgrader configuration for the course. tasks.py puts this folder on JUPYTER_CONFIG_PATH.
+
+The course root is the repository: solutions/ is nbgrader's source folder, notebooks/ its
+release folder; submissions, autograded copies, feedback and the gradebook live here in
+autograde/. Set NBGRADER_DB_URL to any SQLAlchemy URL (e.g. postgresql://user@host/course)
+to keep the gradebook elsewhere.
+"""
+
+import os
+from pathlib import Path
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
+                                    SaveAutoGrades)
+
+from batchcourse.repair import RepairSubmission
+from batchcourse.sandbox import METADATA_KEY, SandboxedExecute
+from batchcourse.tamper import TamperCheck
+
+c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.course_id = "batchcourse"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "autograde/submitted"
+c.CourseDirectory.autograded_directory = "autograde/autograded"
+c.CourseDirectory.feedback_directory = "autograde/feedback"
+c.CourseDirectory.solution_directory = "autograde/solution"
+c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL", f"sqlite:///{HERE / 'gradebook.db'}")
+# nbgrader's exchange (release and collect through a shared folder, as on JupyterHub) lives here too.
+c.Exchange.root = str(HERE / "exchange")
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# Student notebooks carry no outputs, and no extra files are released with them.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.GenerateAssignment.create_assignment = True
+
+# Grading: a damaged submission is repaired first (batchcourse/repair.py: deleted test cells put back,
+# duplicated or made-up cells graded as plain code). Each submission then runs in a sandbox (batchcourse/sandbox.py) with no network, no access to
+# solutions, tests or the gradebook, and limits on time, memory and processes; then TamperCheck
+# withholds the automatic score of code that changes what the tests rely on (batchcourse/tamper.py).
+# Where the sandbox cannot be made (not root, no namespaces) grading stops, unless
+# BATCHCOURSE_UNSAFE_NO_SANDBOX=1 says to run without isolation.
+c.Autograde.sanitize_preprocessors = [
+    RepairSubmission, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+]
+c.Autograde.autograde_preprocessors = [
+    SandboxedExecute, TamperCheck, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+    SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+]
+c.SandboxedExecute.allow_unsafe = os.environ.get("BATCHCOURSE_UNSAFE_NO_SANDBOX") == "1"
+c.SandboxedExecute.wall_seconds = int(os.environ.get("BATCHCOURSE_WALL_SECONDS", 900))
+c.SandboxedExecute.memory_mb = 4096
+c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name"), (METADATA_KEY,)}
+
+# A cell gets a generous time limit; a warning printed to stderr by a passing test is harmless,
+# so it is removed before the cell is scored (nbgrader scores any stderr output as 0).
+c.Execute.timeout = int(os.environ.get("BATCHCOURSE_CELL_SECONDS", 120))
+c.Execute.interrupt_on_timeout = True
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"^(?:\S.*:\d+: )?\w*Warning: "
+
+# LMS downloads: nbgrader's zip_collect finds the student id in each file name, e.g.
+# "jdoe_1234_5678_00_orientation.ipynb" (Canvas) or "jdoe_00_orientation.ipynb".
+c.ZipCollectApp.downloaded_directory = "autograde/downloaded"
+c.ZipCollectApp.archive_directory = "archive"
+c.ZipCollectApp.extracted_directory = "extracted"
+c.FileNameCollectorPlugin.named_regexp = (
+    r".*/(?P<student_id>[A-Za-z0-9.\-]+)_(?:LATE_)?(?:\d+_)*(?P<file_id>\d\d_\w+?)(?:-\d+)?\.ipynb$"
+)
