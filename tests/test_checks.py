@@ -186,3 +186,27 @@ def test_begin_refuses_functions_replaced_before_import():
             print("refused:", error)
     """)
     assert "refused: torch.allclose was replaced before" in result.stdout, result.stderr
+
+
+def test_close_dict_names_the_key():
+    expected = {"weight": torch.ones(2), "bias": torch.zeros(1)}
+    checks.close_dict({"weight": torch.ones(2), "bias": torch.zeros(1)}, expected, "grads")
+    with pytest.raises(AssertionError, match=r"grads has keys \['weight'\] but should have keys"):
+        checks.close_dict({"weight": torch.ones(2)}, expected, "grads")
+    with pytest.raises(AssertionError, match=r"grads\['bias'\] is wrong"):
+        checks.close_dict({"weight": torch.ones(2), "bias": torch.ones(1)}, expected, "grads")
+    with pytest.raises(AssertionError, match="return a dict"):
+        checks.close_dict([torch.ones(2)], expected, "grads")
+
+
+def test_scalar_accepts_numbers_and_detached_tensors_only():
+    checks.scalar(0.5, 0.5, "loss")
+    checks.scalar(torch.tensor(0.5, dtype=torch.float64), 0.5, "loss")
+    with pytest.raises(AssertionError, match="detached"):
+        checks.scalar(torch.tensor(0.5, requires_grad=True) * 1, 0.5, "loss")
+    with pytest.raises(AssertionError, match="is 0.6 but should be 0.5"):
+        checks.scalar(0.6, 0.5, "loss")
+    with pytest.raises(AssertionError, match="single number"):
+        checks.scalar(torch.ones(2), 0.5, "loss")
+    with pytest.raises(AssertionError, match="should be 0.5: you averaged"):
+        checks.scalar(0.7, 0.5, "loss", mistakes={"you averaged": 0.7})

@@ -323,6 +323,45 @@ def close(actual, expected, what: str, *, rtol: float | None = None, atol: float
     raise AssertionError(f"{summary}.")
 
 
+def close_dict(actual, expected: dict, what: str, **tolerances) -> None:
+    """Fail unless `actual` is a dict with the keys of `expected` and each value `close` to its tensor."""
+    _PRISTINE.restore()
+    if _type(actual) is not dict:
+        raise AssertionError(f"{what} returned {_describe(actual)}; return a dict.")
+    keys = list(dict.keys(actual))
+    missing, extra = [k for k in expected if k not in keys], [k for k in keys if k not in expected]
+    if missing or extra:
+        raise AssertionError(f"{what} has keys {sorted(map(str, keys))} but should have keys {sorted(map(str, expected))}.")
+    for key, want in expected.items():
+        close(dict.__getitem__(actual, key), want, f"{what}[{key!r}]", **tolerances)
+
+
+def scalar(actual, expected: float, what: str, *, rtol: float = 1e-6, atol: float = 1e-9,
+           mistakes: dict | None = None) -> None:
+    """Fail unless `actual` is a number (a float or a one-value tensor without a graph) close to `expected`.
+
+    `mistakes` maps a hint to the value a known mistake gives (computed by the test).
+    """
+    _PRISTINE.restore()
+    if _type(actual) is _Tensor:
+        if actual.requires_grad:
+            raise AssertionError(f"{what} is a tensor that is still part of the autograd graph; return it detached (.detach()).")
+        if actual.numel() != 1:
+            raise AssertionError(f"{what} is a tensor of shape {tuple(actual.shape)}; return a single number.")
+        value = float(_as_float64(actual).reshape(-1)[0])
+    elif _type(actual) in (float, int, numpy.float64, numpy.float32):
+        value = float(actual)
+    else:
+        raise AssertionError(f"{what} returned {_describe(actual)}; return a single number.")
+    if math.isclose(value, expected, rel_tol=rtol, abs_tol=atol):
+        return
+    summary = f"{what} is {value:.8g} but should be {expected:.8g}"
+    for hint, mistaken in (mistakes or {}).items():
+        if math.isclose(value, mistaken, rel_tol=max(rtol, 1e-6), abs_tol=atol):
+            raise AssertionError(f"{summary}: {hint}")
+    raise AssertionError(f"{summary}.")
+
+
 def equal(actual, expected, what: str) -> None:
     """Fail unless `actual` equals `expected` exactly.
 
