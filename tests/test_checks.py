@@ -210,3 +210,11 @@ def test_scalar_accepts_numbers_and_detached_tensors_only():
         checks.scalar(torch.ones(2), 0.5, "loss")
     with pytest.raises(AssertionError, match="should be 0.5: you averaged"):
         checks.scalar(0.7, 0.5, "loss", mistakes={"you averaged": 0.7})
+
+
+def test_parts_names_the_expected_tuple():
+    assert checks.parts((1, 2), ("a", "b"), "f()") == [1, 2]
+    with pytest.raises(AssertionError, match=r"returned 1 items; return the 2 items \(a, b\)"):
+        checks.parts((1,), ("a", "b"), "f()")
+    with pytest.raises(AssertionError, match=r"return the tuple \(a, b\)"):
+        checks.parts(torch.ones(2), ("a", "b"), "f()")

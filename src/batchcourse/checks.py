@@ -362,6 +362,16 @@ def scalar(actual, expected: float, what: str, *, rtol: float = 1e-6, atol: floa
     raise AssertionError(f"{summary}.")
 
 
+def parts(actual, names: tuple[str, ...], what: str) -> list:
+    """The items of a returned tuple, after checking it has one item for each of `names`."""
+    expected = "(" + ", ".join(names) + ")"
+    if _type(actual) not in (tuple, list):
+        raise AssertionError(f"{what} returned {_describe(actual)}; return the tuple {expected}.")
+    if _len(actual) != _len(names):
+        raise AssertionError(f"{what} returned {_len(actual)} items; return the {_len(names)} items {expected}.")
+    return list(actual)
+
+
 def equal(actual, expected, what: str) -> None:
     """Fail unless `actual` equals `expected` exactly.
 
