@@ -97,16 +97,24 @@ def test_cells_follow_the_naming_rules(assignment):
         assert grade_ids_of_tests(notebook, function), f"{function} in {assignment} has no test cell"
 
 
+def checking_functions(tree: ast.Module) -> set[str]:
+    """Functions a test cell defines that never return a value (so calling one last scores nothing extra)."""
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+            and not any(isinstance(n, ast.Return) and n.value is not None for n in ast.walk(node))}
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_test_cells_end_in_a_statement(assignment):
     """nbgrader reads a value a test cell ends in as partial credit; only a check (returning None) may end it."""
     for cell in grading.read(source_path(assignment)).cells:
         if grading.is_test_cell(cell):
             code = "\n".join(l for l in cell.source.splitlines() if not l.strip().startswith("###"))
-            last = ast.parse(code).body[-1]
+            tree = ast.parse(code)
+            last = tree.body[-1]
             if isinstance(last, ast.Expr):
                 call = last.value.func if isinstance(last.value, ast.Call) else None
-                assert isinstance(call, ast.Attribute) and isinstance(call.value, ast.Name) and call.value.id == "checks", (
+                checks_call = isinstance(call, ast.Attribute) and isinstance(call.value, ast.Name) and call.value.id == "checks"
+                assert checks_call or (isinstance(call, ast.Name) and call.id in checking_functions(tree)), (
                     f"test cell {grading.grade_id(cell)} of {assignment} ends in an expression: end it with a checks call or a statement")
 
 

@@ -244,8 +244,8 @@ def _factor_hint(factor: float, n: int | None) -> str:
         named = {
             n / (n - 1): f"n/(n-1) with n={n}: did you use the unbiased variance where the biased one belongs (or the other way round)?",
             (n - 1) / n: f"(n-1)/n with n={n}: did you use the biased variance where the unbiased one belongs (or the other way round)?",
-            math.sqrt(n / (n - 1)): f"sqrt(n/(n-1)) with n={n}: did you divide by the unbiased standard deviation instead of the biased one?",
-            math.sqrt((n - 1) / n): f"sqrt((n-1)/n) with n={n}: did you divide by the biased standard deviation where the unbiased one belongs?",
+            math.sqrt(n / (n - 1)): f"sqrt(n/(n-1)) with n={n}: did you mix up the biased and the unbiased variance (divide by n, not n-1, in BatchNorm)?",
+            math.sqrt((n - 1) / n): f"sqrt((n-1)/n) with n={n}: did you mix up the biased and the unbiased variance (divide by n, not n-1, in BatchNorm)?",
             float(n): f"n={n}: did you sum where a mean belongs?",
             1.0 / n: f"1/n with n={n}: did you take a mean where a sum belongs?",
         }
@@ -401,6 +401,10 @@ def equal(actual, expected, what: str) -> None:
     if kind in (tuple, list):
         if _type(actual) not in (tuple, list):
             raise AssertionError(f"{what} returned {_describe(actual)}; return a {kind.__name__}.")
+        simple = (int, float, bool, str)
+        if all(_type(v) in simple for v in list(expected)) and all(_type(v) in simple for v in list(actual)):
+            if list(actual) != list(expected):
+                raise AssertionError(f"{what} returned {tuple(actual)!r} but should return {tuple(expected)!r}.")
         if _len(actual) != _len(expected):
             raise AssertionError(f"{what} returned {_len(actual)} items but should return {_len(expected)}.")
         for i, (got, want) in enumerate(zip(list(actual), list(expected))):
