@@ -27,7 +27,11 @@ def lab(args) -> int:
 
 def test(args) -> int:
     workers = ["-n", str(args.workers)] if args.workers > 1 else []
-    code = subprocess.call([sys.executable, "-m", "pytest", *workers, *args.pytest_args], cwd=REPO_ROOT)
+    env = dict(os.environ)
+    if args.workers > 1:
+        # Each worker runs notebook kernels side by side: one torch thread each keeps them off each other's cores.
+        env.setdefault("OMP_NUM_THREADS", "1")
+    code = subprocess.call([sys.executable, "-m", "pytest", *workers, *args.pytest_args], cwd=REPO_ROOT, env=env)
     return 0 if code == 5 and args.pytest_args else code
 
 

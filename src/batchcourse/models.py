@@ -37,6 +37,12 @@ class MnistCNN(nn.Sequential):
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(c2 * 7 * 7, num_classes),
         )
 
+    def __getitem__(self, index):
+        """A slice is a plain nn.Sequential: this class's constructor does not take a list of layers."""
+        if isinstance(index, slice):
+            return nn.Sequential(*list(self)[index])
+        return super().__getitem__(index)
+
 
 def train_epochs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                  epochs: int = 1, lr: float = 1e-3, seed: int = 0) -> list[float]:

@@ -1,0 +1,1027 @@
+"""Answers for 04_running_stats_and_eval that the grader must score correctly (see 00's file for the format).
+
+Wrong and correct answers of different functions are graded together in one submission (round k holds entry k of
+every function), so each entry defines just its own function; a correct BatchNorm2d may call the other graded
+functions only where entry k of those is written from scratch too.
+"""
+
+WRONG = {
+    "update_running_stats": [
+        ("stores the biased batch variance in running_var", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    n = num_batches_tracked + 1
+    a = 1.0 / n.item() if momentum is None else momentum
+    mean = (1 - a) * running_mean + a * x.mean(dim=dims)
+    var = (1 - a) * running_var + a * x.var(dim=dims, unbiased=False)
+    return mean, var, n
+"""),
+        ("weighs the old value with momentum (the Keras way)", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    n = num_batches_tracked + 1
+    a = 1.0 / n.item() if momentum is None else momentum
+    mean = a * running_mean + (1 - a) * x.mean(dim=dims)
+    var = a * running_var + (1 - a) * x.var(dim=dims)
+    return mean, var, n
+"""),
+        ("forgets to count the batch in num_batches_tracked", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    a = 1.0 / (num_batches_tracked.item() + 1) if momentum is None else momentum
+    mean = (1 - a) * running_mean + a * x.mean(dim=dims)
+    var = (1 - a) * running_var + a * x.var(dim=dims)
+    return mean, var, num_batches_tracked
+"""),
+        ("updates the input tensors in place", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    num_batches_tracked += 1
+    a = 1.0 / num_batches_tracked.item() if momentum is None else momentum
+    running_mean.mul_(1 - a).add_(a * x.mean(dim=dims))
+    running_var.mul_(1 - a).add_(a * x.var(dim=dims))
+    return running_mean, running_var, num_batches_tracked
+"""),
+        ("treats momentum=None as the default 0.1", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    a = momentum or 0.1
+    mean = (1 - a) * running_mean + a * x.mean(dim=dims)
+    var = (1 - a) * running_var + a * x.var(dim=dims)
+    return mean, var, num_batches_tracked + 1
+"""),
+        ("uses the old count for momentum=None", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    a = 1.0 / max(num_batches_tracked.item(), 1) if momentum is None else momentum
+    mean = (1 - a) * running_mean + a * x.mean(dim=dims)
+    var = (1 - a) * running_var + a * x.var(dim=dims)
+    return mean, var, num_batches_tracked + 1
+"""),
+        ("averages over the dims of a 4-D input only", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    n = num_batches_tracked + 1
+    a = 1.0 / n.item() if momentum is None else momentum
+    mean = (1 - a) * running_mean + a * x.mean(dim=(0, 2, 3))
+    var = (1 - a) * running_var + a * x.var(dim=(0, 2, 3))
+    return mean, var, n
+"""),
+    ],
+    "batch_norm_eval": [
+        ("normalizes with the batch's statistics", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(x.var(dim=dims, unbiased=False, keepdim=True) + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    return y if bias is None else y + bias.reshape(shape)
+"""),
+        ("forgets eps", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - running_mean.reshape(shape)) / torch.sqrt(running_var.reshape(shape))
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    return y if bias is None else y + bias.reshape(shape)
+"""),
+        ("adds eps outside the square root", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - running_mean.reshape(shape)) / (torch.sqrt(running_var.reshape(shape)) + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    return y if bias is None else y + bias.reshape(shape)
+"""),
+        ("divides by the variance instead of the standard deviation", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - running_mean.reshape(shape)) / (running_var.reshape(shape) + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    return y if bias is None else y + bias.reshape(shape)
+"""),
+        ("broadcasts the statistics over the last dimension", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    y = (x - running_mean) / torch.sqrt(running_var + eps)
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+"""),
+        ("adds the bias only together with the weight", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - running_mean.reshape(shape)) / torch.sqrt(running_var.reshape(shape) + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape) + (0 if bias is None else bias.reshape(shape))
+    return y
+"""),
+    ],
+    "BatchNorm2d": [
+        ("calls torch's batch_norm", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        a = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                a = 1.0 / self.num_batches_tracked.item()
+        use_batch = self.training or not self.track_running_stats
+        return F.batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
+                            self.running_var if not self.training or self.track_running_stats else None,
+                            self.weight, self.bias, use_batch, a, self.eps)
+"""),
+        ("stores the biased batch variance in running_var", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training or not self.track_running_stats:
+            if x.numel() // x.shape[1] < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                    self.running_mean.lerp_(mean, a)
+                    self.running_var.lerp_(var, a)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""),
+        ("normalizes with the unbiased batch variance", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training or not self.track_running_stats:
+            if x.numel() // x.shape[1] < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3))
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                    self.running_mean.lerp_(mean, a)
+                    self.running_var.lerp_(var, a)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""),
+        ("uses the batch statistics in eval mode too", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        n = x.numel() // x.shape[1]
+        if n < 2:
+            raise ValueError("Expected more than 1 value per channel when training")
+        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+        if self.training and self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean, a)
+                self.running_var.lerp_(var * n / (n - 1), a)
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""),
+        ("keeps running statistics when track_running_stats=False", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0))
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training:
+            n = x.numel() // x.shape[1]
+            if n < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean, a)
+                self.running_var.lerp_(var * n / (n - 1), a)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""),
+        ("records the running statistics in the autograd graph", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training or not self.track_running_stats:
+            n = x.numel() // x.shape[1]
+            if n < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked += 1
+                a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                self.running_mean = (1 - a) * self.running_mean + a * mean
+                self.running_var = (1 - a) * self.running_var + a * var * n / (n - 1)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""),
+        ("detaches the batch statistics, so the gradient is wrong", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training or not self.track_running_stats:
+            n = x.numel() // x.shape[1]
+            if n < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            with torch.no_grad():
+                mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+                if self.training and self.track_running_stats:
+                    self.num_batches_tracked += 1
+                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                    self.running_mean.lerp_(mean, a)
+                    self.running_var.lerp_(var * n / (n - 1), a)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""),
+        ("accepts input of any number of dimensions", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        if self.training or not self.track_running_stats:
+            n = x.numel() // x.shape[1]
+            if n < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                    self.running_mean.lerp_(mean, a)
+                    self.running_var.lerp_(var * n / (n - 1), a)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return y
+"""),
+        ("uses momentum 0.1 when momentum is None", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training or not self.track_running_stats:
+            n = x.numel() // x.shape[1]
+            if n < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    a = 0.1 if self.momentum is None else self.momentum
+                    self.running_mean.lerp_(mean, a)
+                    self.running_var.lerp_(var * n / (n - 1), a)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""),
+    ],
+    "evaluate": [
+        ("averages the accuracies of the batches", """
+def evaluate(model, loader):
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    accuracies = []
+    with torch.no_grad():
+        for images, labels in loader:
+            accuracies.append((model(images).argmax(dim=1) == labels).float().mean().item())
+    for m, training in modes.items():
+        m.training = training
+    return sum(accuracies) / len(accuracies)
+"""),
+        ("uses torch.no_grad() but not eval mode", """
+def evaluate(model, loader):
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            correct += (model(images).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    return correct / total
+"""),
+        ("switches to eval mode and leaves the model there", """
+def evaluate(model, loader):
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            correct += (model(images).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    return correct / total
+"""),
+        ("restores only the top-level mode", """
+def evaluate(model, loader):
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            correct += (model(images).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    model.train(was_training)
+    return correct / total
+"""),
+        ("builds the autograd graph", """
+def evaluate(model, loader):
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    correct = total = 0
+    for images, labels in loader:
+        correct += (model(images).argmax(dim=1) == labels).sum().item()
+        total += len(labels)
+    for m, training in modes.items():
+        m.training = training
+    return correct / total
+"""),
+        ("returns the number of correct predictions", """
+def evaluate(model, loader):
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            correct += (model(images).argmax(dim=1) == labels).sum().item()
+    for m, training in modes.items():
+        m.training = training
+    return float(correct)
+"""),
+        ("always puts the model back in train mode", """
+def evaluate(model, loader):
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            correct += (model(images).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    model.train()
+    return correct / total
+"""),
+    ],
+    "recalibrate_bn": [
+        ("keeps the layers' momentum (an exponential average)", """
+def recalibrate_bn(model, loader, num_batches=None):
+    modes = {m: m.training for m in model.modules()}
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        for i, (images, _) in enumerate(loader):
+            if num_batches is not None and i >= num_batches:
+                break
+            model(images)
+    for m, training in modes.items():
+        m.training = training
+    return model
+"""),
+        ("leaves momentum at None", """
+def recalibrate_bn(model, loader, num_batches=None):
+    modes = {m: m.training for m in model.modules()}
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i, (images, _) in enumerate(loader):
+            if num_batches is not None and i >= num_batches:
+                break
+            model(images)
+    for m, training in modes.items():
+        m.training = training
+    return model
+"""),
+        ("does not reset the old statistics", """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    modes = {m: m.training for m in model.modules()}
+    for m in layers:
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i, (images, _) in enumerate(loader):
+            if num_batches is not None and i >= num_batches:
+                break
+            model(images)
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    for m, training in modes.items():
+        m.training = training
+    return model
+"""),
+        ("ignores num_batches", """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    modes = {m: m.training for m in model.modules()}
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for images, _ in loader:
+            model(images)
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    for m, training in modes.items():
+        m.training = training
+    return model
+"""),
+        ("leaves the model in train mode", """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i, (images, _) in enumerate(loader):
+            if num_batches is not None and i >= num_batches:
+                break
+            model(images)
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    return model
+"""),
+        ("calls torch.optim.swa_utils.update_bn", """
+def recalibrate_bn(model, loader, num_batches=None):
+    torch.optim.swa_utils.update_bn(loader, model)
+    return model
+"""),
+        ("runs the batches in eval mode, so nothing is measured", """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    modes = {m: m.training for m in model.modules()}
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.eval()
+    with torch.no_grad():
+        for i, (images, _) in enumerate(loader):
+            if num_batches is not None and i >= num_batches:
+                break
+            model(images)
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    for m, training in modes.items():
+        m.training = training
+    return model
+"""),
+        ("runs the batches with autograd enabled", """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    modes = {m: m.training for m in model.modules()}
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for i, (images, _) in enumerate(loader):
+        if num_batches is not None and i >= num_batches:
+            break
+        model(images)
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    for m, training in modes.items():
+        m.training = training
+    return model
+"""),
+    ],
+    "torch_bn_kwargs_from_keras": [
+        ("returns Keras' momentum unchanged", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return {"momentum": momentum, "eps": epsilon}
+"""),
+        ("keeps torch's default eps", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return {"momentum": 1 - momentum, "eps": 1e-5}
+"""),
+        ("names the key epsilon", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return {"momentum": 1 - momentum, "epsilon": epsilon}
+"""),
+        ("hard-codes the defaults", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return {"momentum": 0.01, "eps": 0.001}
+"""),
+        ("returns a tuple", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return (1 - momentum, epsilon)
+"""),
+        ("rounds the momentum to two decimals", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return {"momentum": round(1 - momentum, 2), "eps": epsilon}
+"""),
+    ],
+    "fold_batchnorm": [
+        ("forgets eps", """
+def fold_batchnorm(conv, bn):
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = 1 / torch.sqrt(bn.running_var)
+        weight = torch.ones_like(scale) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(scale) if bn.bias is None else bn.bias
+        b = torch.zeros_like(scale) if conv.bias is None else conv.bias
+        fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
+        fused.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
+    return fused
+"""),
+        ("forgets the convolution's bias", """
+def fold_batchnorm(conv, bn):
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = 1 / torch.sqrt(bn.running_var + bn.eps)
+        weight = torch.ones_like(scale) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(scale) if bn.bias is None else bn.bias
+        fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
+        fused.bias = nn.Parameter(-bn.running_mean * scale * weight + bias)
+    return fused
+"""),
+        ("adds the convolution's bias without scaling it", """
+def fold_batchnorm(conv, bn):
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = 1 / torch.sqrt(bn.running_var + bn.eps)
+        weight = torch.ones_like(scale) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(scale) if bn.bias is None else bn.bias
+        b = torch.zeros_like(scale) if conv.bias is None else conv.bias
+        fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
+        fused.bias = nn.Parameter(b - bn.running_mean * scale * weight + bias)
+    return fused
+"""),
+        ("changes the given convolution in place", """
+def fold_batchnorm(conv, bn):
+    with torch.no_grad():
+        scale = 1 / torch.sqrt(bn.running_var + bn.eps)
+        weight = torch.ones_like(scale) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(scale) if bn.bias is None else bn.bias
+        b = torch.zeros_like(scale) if conv.bias is None else conv.bias
+        conv.weight.mul_((scale * weight).reshape(-1, 1, 1, 1))
+        conv.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
+    return conv
+"""),
+        ("makes a new convolution without the stride, padding, dilation and groups", """
+def fold_batchnorm(conv, bn):
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size).to(conv.weight.dtype)
+    with torch.no_grad():
+        scale = 1 / torch.sqrt(bn.running_var + bn.eps)
+        weight = torch.ones_like(scale) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(scale) if bn.bias is None else bn.bias
+        b = torch.zeros_like(scale) if conv.bias is None else conv.bias
+        fused.weight = nn.Parameter(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
+        fused.bias.copy_((b - bn.running_mean) * scale * weight + bias)
+    return fused
+"""),
+        ("assumes the BatchNorm layer has weight and bias", """
+def fold_batchnorm(conv, bn):
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        b = torch.zeros_like(scale) if conv.bias is None else conv.bias
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.bias = nn.Parameter((b - bn.running_mean) * scale + bn.bias)
+    return fused
+"""),
+        ("adds eps to the standard deviation", """
+def fold_batchnorm(conv, bn):
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = 1 / (torch.sqrt(bn.running_var) + bn.eps)
+        weight = torch.ones_like(scale) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(scale) if bn.bias is None else bn.bias
+        b = torch.zeros_like(scale) if conv.bias is None else conv.bias
+        fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
+        fused.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
+    return fused
+"""),
+    ],
+}
+
+CORRECT = {
+    "update_running_stats": [
+        ("flattens the channels and uses torch.lerp", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    channels = x.detach().transpose(0, 1).reshape(x.shape[1], -1)
+    count = channels.shape[1]
+    batch_mean = channels.sum(dim=1) / count
+    batch_var = ((channels - batch_mean[:, None]) ** 2).sum(dim=1) / (count - 1)
+    n = torch.add(num_batches_tracked, 1)
+    weight = 1.0 / int(n) if momentum is None else momentum
+    return torch.lerp(running_mean, batch_mean, weight), torch.lerp(running_var, batch_var, weight), n
+"""),
+        ("lets F.batch_norm update copies of the buffers", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    mean, var = running_mean.clone(), running_var.clone()
+    n = num_batches_tracked.clone() + 1
+    factor = 1.0 / float(n) if momentum is None else momentum
+    with torch.no_grad():
+        F.batch_norm(x, mean, var, training=True, momentum=factor)
+    return mean, var, n
+"""),
+    ],
+    "batch_norm_eval": [
+        ("precomputes a scale and a shift per channel", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    scale = torch.rsqrt(running_var + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
+    view = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+    return x * scale.view(view) + shift.view(view)
+"""),
+        ("moves the channels to the last dimension", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    last = x.movedim(1, -1)
+    y = (last - running_mean) / (running_var + eps).sqrt()
+    y = y * (1 if weight is None else weight) + (0 if bias is None else bias)
+    return y.movedim(-1, 1)
+"""),
+        ("calls F.batch_norm in eval mode (allowed: not a from-scratch function)", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    return F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)
+"""),
+    ],
+    "BatchNorm2d": [
+        ("reuses update_running_stats and batch_norm_eval", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        self.register_buffer("running_mean", torch.zeros(num_features) if track_running_stats else None)
+        self.register_buffer("running_var", torch.ones(num_features) if track_running_stats else None)
+        self.register_buffer("num_batches_tracked", torch.tensor(0) if track_running_stats else None)
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"BatchNorm2d needs a 4-D input, got {x.ndim}-D")
+        if not self.training and self.track_running_stats:
+            return batch_norm_eval(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps)
+        if x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            raise ValueError("Expected more than 1 value per channel when training")
+        mean = x.mean(dim=(0, 2, 3))
+        var = ((x - mean[None, :, None, None]) ** 2).mean(dim=(0, 2, 3))
+        if self.training and self.track_running_stats:
+            new_mean, new_var, n = update_running_stats(self.running_mean, self.running_var, self.num_batches_tracked,
+                                                        x.detach(), self.momentum)
+            with torch.no_grad():
+                self.running_mean.copy_(new_mean)
+                self.running_var.copy_(new_var)
+                self.num_batches_tracked.copy_(n)
+        return batch_norm_eval(x, mean, var, self.weight, self.bias, self.eps)
+"""),
+        ("normalizes with torch.var_mean and a precomputed inverse standard deviation", """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        for name, init in [("weight", torch.ones), ("bias", torch.zeros)]:
+            self.register_parameter(name, nn.Parameter(init(num_features)) if affine else None)
+        for name, init in [("running_mean", torch.zeros(num_features)), ("running_var", torch.ones(num_features)),
+                           ("num_batches_tracked", torch.zeros((), dtype=torch.int64))]:
+            self.register_buffer(name, init if track_running_stats else None)
+
+    def forward(self, input):
+        if input.dim() != 4:
+            raise ValueError("expected a 4D input (N, C, H, W)")
+        batch_stats = self.training or self.running_mean is None
+        if batch_stats:
+            per_channel = input.numel() // input.size(1)
+            if per_channel <= 1:
+                raise ValueError("Expected more than 1 value per channel when training")
+            var, mean = torch.var_mean(input, dim=(0, 2, 3), correction=0)
+            if self.training and self.running_mean is not None:
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)
+                    m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                    self.running_mean.copy_(self.running_mean * (1 - m) + mean * m)
+                    self.running_var.copy_(self.running_var * (1 - m) + var * (per_channel / (per_channel - 1)) * m)
+        else:
+            mean, var = self.running_mean, self.running_var
+        inv_std = (var + self.eps).rsqrt()
+        out = (input - mean.view(1, -1, 1, 1)) * inv_std.view(1, -1, 1, 1)
+        if self.weight is not None:
+            out = torch.addcmul(self.bias.view(1, -1, 1, 1), out, self.weight.view(1, -1, 1, 1))
+        return out
+"""),
+    ],
+    "evaluate": [
+        ("measures a deep copy in eval mode under inference_mode", """
+def evaluate(model, loader):
+    frozen = copy.deepcopy(model).eval()
+    predictions, targets = [], []
+    with torch.inference_mode():
+        for images, labels in loader:
+            predictions.append(frozen(images).argmax(dim=1))
+            targets.append(labels)
+    return (torch.cat(predictions) == torch.cat(targets)).double().mean().item()
+"""),
+        ("weights each batch's accuracy by its size and restores modes by name", """
+def evaluate(model, loader):
+    saved = [(name, module.training) for name, module in model.named_modules()]
+    model.train(False)
+    weighted, count = 0.0, 0
+    with torch.set_grad_enabled(False):
+        for batch in loader:
+            images, labels = batch[0], batch[1]
+            weighted += (model(images).max(dim=1).indices == labels).float().mean().item() * labels.shape[0]
+            count += labels.shape[0]
+    modules = dict(model.named_modules())
+    for name, training in saved:
+        modules[name].training = training
+    return round(weighted) / count
+"""),
+    ],
+    "recalibrate_bn": [
+        ("averages the batch statistics itself with forward hooks", """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    sums = {m: [0, 0, 0] for m in layers}
+
+    def record(module, inputs):
+        x = inputs[0]
+        dims = [0] + list(range(2, x.dim()))
+        sums[module][0] = sums[module][0] + x.mean(dim=dims)
+        sums[module][1] = sums[module][1] + x.var(dim=dims, correction=1)
+        sums[module][2] += 1
+
+    modes = {m: m.training for m in model.modules()}
+    saved = {m: (m.running_mean.clone(), m.running_var.clone()) for m in layers}
+    handles = [m.register_forward_pre_hook(record) for m in layers]
+    model.train()
+    try:
+        with torch.no_grad():
+            for index, batch in enumerate(loader):
+                if num_batches is not None and index >= num_batches:
+                    break
+                model(batch[0])
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, training in modes.items():
+            m.training = training
+    with torch.no_grad():
+        for m in layers:
+            mean_sum, var_sum, count = sums[m]
+            if count:
+                m.running_mean.copy_(mean_sum / count)
+                m.running_var.copy_(var_sum / count)
+                m.num_batches_tracked.fill_(count)
+            else:
+                m.running_mean.copy_(saved[m][0])
+                m.running_var.copy_(saved[m][1])
+    return model
+"""),
+        ("puts only the BatchNorm layers in train mode and zeroes the buffers by hand", """
+import itertools
+
+def recalibrate_bn(model, loader, num_batches=None):
+    saved = [(module, module.training, getattr(module, "momentum", None)) for module in model.modules()]
+    layers = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))]
+    with torch.no_grad():
+        model.eval()
+        for m in layers:
+            m.running_mean.zero_()
+            m.running_var.fill_(1.0)
+            m.num_batches_tracked.zero_()
+            m.momentum = None
+            m.train()
+        for images, _ in itertools.islice(loader, num_batches):
+            model(images)
+    for module, training, momentum in saved:
+        module.training = training
+        if module in layers:
+            module.momentum = momentum
+    return model
+"""),
+    ],
+    "torch_bn_kwargs_from_keras": [
+        ("rounds away the floating-point noise", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return dict(momentum=round(1.0 - momentum, 12), eps=float(epsilon))
+"""),
+        ("subtracts in decimal arithmetic", """
+from decimal import Decimal
+
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    torch_momentum = float(Decimal(1) - Decimal(repr(momentum)))
+    return {"eps": epsilon, "momentum": torch_momentum}
+"""),
+    ],
+    "fold_batchnorm": [
+        ("builds a new Conv2d from the attributes and scales with einsum", """
+def fold_batchnorm(conv, bn):
+    std = (bn.running_var + bn.eps).sqrt()
+    gamma = bn.weight.detach() if bn.affine else torch.ones_like(std)
+    beta = bn.bias.detach() if bn.affine else torch.zeros_like(std)
+    old_bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(std)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                      dilation=conv.dilation, groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
+                      dtype=conv.weight.dtype)
+    with torch.no_grad():
+        fused.weight.copy_(torch.einsum("oihw,o->oihw", conv.weight, gamma / std))
+        fused.bias.copy_(beta + (old_bias - bn.running_mean) * gamma / std)
+    return fused
+"""),
+        ("reads the per-channel affine map off the eval-mode layer itself", """
+def fold_batchnorm(conv, bn):
+    channels = bn.running_mean.shape[0]
+    dtype = bn.running_mean.dtype
+    with torch.no_grad():
+        at_zero = bn(torch.zeros(1, channels, 1, 1, dtype=dtype)).flatten()
+        slope = bn(torch.ones(1, channels, 1, 1, dtype=dtype)).flatten() - at_zero
+        fused = copy.deepcopy(conv)
+        fused.weight.mul_(slope.view(-1, 1, 1, 1))
+        start = conv.bias if conv.bias is not None else torch.zeros(channels, dtype=dtype)
+        fused.bias = nn.Parameter(start * slope + at_zero)
+    return fused
+"""),
+    ],
+}
+
+ATTACKS = {
+    "subclasses torch's nn.BatchNorm2d": ("BatchNorm2d", """
+class BatchNorm2d(nn.BatchNorm2d):
+    pass
+"""),
+    "calls the batch norm kernel through torch.ops": ("BatchNorm2d", """
+class BatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum) if self.training else 0.0
+        return torch.ops.aten.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                         self.training or self.running_mean is None, momentum, self.eps, False)
+"""),
+}
