@@ -5,6 +5,55 @@ every function), so each entry defines just its own function; a correct BatchNor
 functions only where entry k of those is written from scratch too.
 """
 
+# A from-scratch BatchNorm2d written plainly (also a correct alternative below); most wrong BatchNorm2d answers are
+# this class with one mistake edited in, so that each entry shows exactly what is wrong.
+PLAIN_BATCHNORM2D = """
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        if self.training or not self.track_running_stats:
+            n = x.numel() // x.shape[1]
+            if n < 2:
+                raise ValueError("Expected more than 1 value per channel when training")
+            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                    self.running_mean.lerp_(mean, a)
+                    self.running_var.lerp_(var * n / (n - 1), a)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+"""
+
+
+def _plain_batchnorm(*edits: tuple[str, str]) -> str:
+    """PLAIN_BATCHNORM2D with each (old, new) edit applied; every old text must occur exactly once."""
+    code = PLAIN_BATCHNORM2D
+    for old, new in edits:
+        assert code.count(old) == 1, f"{old!r} occurs {code.count(old)} times in PLAIN_BATCHNORM2D"
+        code = code.replace(old, new)
+    return code
+
+
 WRONG = {
     "update_running_stats": [
         ("stores the biased batch variance in running_var", """
@@ -152,284 +201,32 @@ class BatchNorm2d(nn.Module):
                             self.running_var if not self.training or self.track_running_stats else None,
                             self.weight, self.bias, use_batch, a, self.eps)
 """),
-        ("stores the biased batch variance in running_var", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError("expected 4D input")
-        if self.training or not self.track_running_stats:
-            if x.numel() // x.shape[1] < 2:
-                raise ValueError("Expected more than 1 value per channel when training")
-            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-            if self.training and self.track_running_stats:
-                with torch.no_grad():
-                    self.num_batches_tracked += 1
-                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                    self.running_mean.lerp_(mean, a)
-                    self.running_var.lerp_(var, a)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-"""),
-        ("normalizes with the unbiased batch variance", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError("expected 4D input")
-        if self.training or not self.track_running_stats:
-            if x.numel() // x.shape[1] < 2:
-                raise ValueError("Expected more than 1 value per channel when training")
-            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3))
-            if self.training and self.track_running_stats:
-                with torch.no_grad():
-                    self.num_batches_tracked += 1
-                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                    self.running_mean.lerp_(mean, a)
-                    self.running_var.lerp_(var, a)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-"""),
-        ("uses the batch statistics in eval mode too", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError("expected 4D input")
-        n = x.numel() // x.shape[1]
-        if n < 2:
-            raise ValueError("Expected more than 1 value per channel when training")
-        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-        if self.training and self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                self.running_mean.lerp_(mean, a)
-                self.running_var.lerp_(var * n / (n - 1), a)
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-"""),
-        ("keeps running statistics when track_running_stats=False", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0))
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError("expected 4D input")
-        if self.training:
-            n = x.numel() // x.shape[1]
-            if n < 2:
-                raise ValueError("Expected more than 1 value per channel when training")
-            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                self.running_mean.lerp_(mean, a)
-                self.running_var.lerp_(var * n / (n - 1), a)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-"""),
-        ("records the running statistics in the autograd graph", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError("expected 4D input")
-        if self.training or not self.track_running_stats:
-            n = x.numel() // x.shape[1]
-            if n < 2:
-                raise ValueError("Expected more than 1 value per channel when training")
-            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-            if self.training and self.track_running_stats:
-                self.num_batches_tracked += 1
-                a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                self.running_mean = (1 - a) * self.running_mean + a * mean
-                self.running_var = (1 - a) * self.running_var + a * var * n / (n - 1)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-"""),
-        ("detaches the batch statistics, so the gradient is wrong", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError("expected 4D input")
-        if self.training or not self.track_running_stats:
-            n = x.numel() // x.shape[1]
-            if n < 2:
-                raise ValueError("Expected more than 1 value per channel when training")
-            with torch.no_grad():
-                mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-                if self.training and self.track_running_stats:
-                    self.num_batches_tracked += 1
-                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                    self.running_mean.lerp_(mean, a)
-                    self.running_var.lerp_(var * n / (n - 1), a)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-"""),
-        ("accepts input of any number of dimensions", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def forward(self, x):
-        dims = [0] + list(range(2, x.dim()))
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        if self.training or not self.track_running_stats:
-            n = x.numel() // x.shape[1]
-            if n < 2:
-                raise ValueError("Expected more than 1 value per channel when training")
-            mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
-            if self.training and self.track_running_stats:
-                with torch.no_grad():
-                    self.num_batches_tracked += 1
-                    a = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                    self.running_mean.lerp_(mean, a)
-                    self.running_var.lerp_(var * n / (n - 1), a)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return y
-"""),
-        ("uses momentum 0.1 when momentum is None", """
-class BatchNorm2d(nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
-        self.bias = nn.Parameter(torch.zeros(num_features)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError("expected 4D input")
-        if self.training or not self.track_running_stats:
-            n = x.numel() // x.shape[1]
-            if n < 2:
-                raise ValueError("Expected more than 1 value per channel when training")
-            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-            if self.training and self.track_running_stats:
-                with torch.no_grad():
-                    self.num_batches_tracked += 1
-                    a = 0.1 if self.momentum is None else self.momentum
-                    self.running_mean.lerp_(mean, a)
-                    self.running_var.lerp_(var * n / (n - 1), a)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-"""),
+        ("stores the biased batch variance in running_var", _plain_batchnorm(("var * n / (n - 1), a", "var, a"))),
+        ("normalizes with the unbiased batch variance", _plain_batchnorm(
+            ("x.var(dim=(0, 2, 3), unbiased=False)", "x.var(dim=(0, 2, 3))"), ("var * n / (n - 1), a", "var, a"))),
+        ("uses the batch statistics in eval mode too", _plain_batchnorm(
+            ("if self.training or not self.track_running_stats:", "if True:  # batch statistics in every mode"))),
+        ("keeps running statistics when track_running_stats=False", _plain_batchnorm(
+            ("        if track_running_stats:\n", "        if True:  # buffers even without track_running_stats\n"),
+            ("if self.training or not self.track_running_stats:", "if self.training:"),
+            ("if self.training and self.track_running_stats:", "if self.training:"))),
+        ("records the running statistics in the autograd graph", _plain_batchnorm(
+            ("                with torch.no_grad():\n", "                if True:  # no torch.no_grad()\n"),
+            ("self.running_mean.lerp_(mean, a)", "self.running_mean = (1 - a) * self.running_mean + a * mean"),
+            ("self.running_var.lerp_(var * n / (n - 1), a)", "self.running_var = (1 - a) * self.running_var + a * var * n / (n - 1)"))),
+        ("detaches the batch statistics, so the gradient is wrong", _plain_batchnorm(
+            ("mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)",
+             "mean, var = x.detach().mean(dim=(0, 2, 3)), x.detach().var(dim=(0, 2, 3), unbiased=False)"))),
+        ("accepts input of any number of dimensions", _plain_batchnorm(
+            ("        if x.dim() != 4:\n            raise ValueError(\"expected 4D input\")\n",
+             "        dims = [0] + list(range(2, x.dim()))\n        shape = [1, -1] + [1] * (x.dim() - 2)\n"),
+            ("x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)", "x.mean(dim=dims), x.var(dim=dims, unbiased=False)"),
+            ("(x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)",
+             "(x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)"),
+            ("y * self.weight[None, :, None, None] + self.bias[None, :, None, None]",
+             "y * self.weight.reshape(shape) + self.bias.reshape(shape)"))),
+        ("uses momentum 0.1 when momentum is None", _plain_batchnorm(
+            ("a = 1.0 / self.num_batches_tracked.item() if self.momentum is None", "a = 0.1 if self.momentum is None"))),
     ],
     "evaluate": [
         ("averages the accuracies of the batches", """
@@ -873,6 +670,7 @@ class BatchNorm2d(nn.Module):
             out = torch.addcmul(self.bias.view(1, -1, 1, 1), out, self.weight.view(1, -1, 1, 1))
         return out
 """),
+        ("a plain from-scratch class (the base of most wrong answers above)", PLAIN_BATCHNORM2D),
     ],
     "evaluate": [
         ("measures a deep copy in eval mode under inference_mode", """
