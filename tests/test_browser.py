@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from batchcourse import grading
-from batchcourse.cli import lab_command
+from batchcourse.cli import ensure_exchange, lab_command
 from batchcourse.paths import AUTOGRADE_DIR, REPO_ROOT, assignment_ids
 
 pytestmark = pytest.mark.notebooks
@@ -58,6 +58,7 @@ def course_copy(tmp_path) -> Path:
     shutil.copy(AUTOGRADE_DIR / "nbgrader_config.py", root / "autograde")
     for assignment in assignment_ids():
         grading.record_in_gradebook(assignment, root, grading.default_db_url(root))
+    ensure_exchange(root)
     return root
 
 
@@ -121,10 +122,12 @@ def test_student_and_instructor_in_the_browser(lab_server):
         dialog.wait_for(timeout=180_000)
         verdict = dialog.inner_text()
         page.screenshot(path=str(ARTIFACTS / "3-validate.png"))
+        assert not page.get_by_text("Jupyter news").count(), "JupyterLab asks about fetching news: check src/batchcourse/lab_settings"
         assert "failed" in verdict.lower() or "NotImplementedError" in verdict, f"unexpected verdict:\n{verdict[:2000]}"
         dialog.get_by_role("button").last.click()
 
         page.goto(f"{base}/formgrader?token={token}")
         page.locator("tr", has_text=FIRST).first.wait_for(state="visible", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "4-formgrader.png"))
+        assert not page.get_by_text("exchange directory").count(), "Formgrader says the exchange folder is missing"
         browser.close()

@@ -10,18 +10,31 @@ from . import grading
 from .paths import NOTEBOOKS_DIR, REPO_ROOT, assignment_ids
 
 
+LAB_SETTINGS = Path(__file__).parent / "lab_settings"
+
+
 def lab_command(root: Path = REPO_ROOT, extra: list[str] = ()) -> list[str]:
-    """JupyterLab on the course, opened on the first student notebook, with no calls to the internet."""
+    """JupyterLab on the course, opened on the first student notebook, with no calls to the internet.
+
+    The settings in lab_settings/ also keep JupyterLab from asking whether to fetch its news."""
     first = NOTEBOOKS_DIR / "00_orientation" / "00_orientation.ipynb"
     command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}",
                f"--LabApp.default_url=/lab/tree/{first.relative_to(REPO_ROOT).as_posix()}",
+               f"--LabApp.app_settings_dir={LAB_SETTINGS}",
                "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra]
     if os.geteuid() == 0:
         command.append("--allow-root")
     return command
 
 
+def ensure_exchange(root: Path = REPO_ROOT) -> None:
+    """nbgrader's exchange folder (autograde/exchange, see nbgrader_config.py): Formgrader's Release and
+    Collect and the students' Assignment List need it to exist."""
+    (root / "autograde" / "exchange").mkdir(exist_ok=True)
+
+
 def lab(args) -> int:
+    ensure_exchange()
     return subprocess.call(lab_command(extra=args.jupyter_args), cwd=REPO_ROOT)
 
 
