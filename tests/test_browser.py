@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from batchcourse import grading
-from batchcourse.cli import ensure_exchange, lab_command
+from batchcourse.cli import lab_command
 from batchcourse.paths import AUTOGRADE_DIR, REPO_ROOT, assignment_ids
 
 pytestmark = pytest.mark.notebooks
@@ -58,7 +58,7 @@ def course_copy(tmp_path) -> Path:
     shutil.copy(AUTOGRADE_DIR / "nbgrader_config.py", root / "autograde")
     for assignment in assignment_ids():
         grading.record_in_gradebook(assignment, root, grading.default_db_url(root))
-    ensure_exchange(root)
+    grading.ensure_exchange(root)
     return root
 
 

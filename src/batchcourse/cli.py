@@ -27,14 +27,8 @@ def lab_command(root: Path = REPO_ROOT, extra: list[str] = ()) -> list[str]:
     return command
 
 
-def ensure_exchange(root: Path = REPO_ROOT) -> None:
-    """nbgrader's exchange folder (autograde/exchange, see nbgrader_config.py): Formgrader's Release and
-    Collect and the students' Assignment List need it to exist."""
-    (root / "autograde" / "exchange").mkdir(exist_ok=True)
-
-
 def lab(args) -> int:
-    ensure_exchange()
+    grading.ensure_exchange()
     return subprocess.call(lab_command(extra=args.jupyter_args), cwd=REPO_ROOT)
 
 

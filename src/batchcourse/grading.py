@@ -26,9 +26,15 @@ def default_db_url(root: Path = REPO_ROOT) -> str:
     return f"sqlite:///{root / 'autograde' / 'gradebook.db'}"
 
 
-def nbgrader_config():
-    """The course's nbgrader configuration, as nbgrader itself loads it."""
-    return PyFileConfigLoader("nbgrader_config.py", path=str(AUTOGRADE_DIR)).load_config()
+def nbgrader_config(root: Path = REPO_ROOT):
+    """The nbgrader configuration of the course at `root`, as nbgrader itself loads it."""
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root / "autograde")).load_config()
+
+
+def ensure_exchange(root: Path = REPO_ROOT) -> None:
+    """Create the exchange folder the course's configuration names: Formgrader's Release and Collect and the
+    students' Assignment List need it to exist."""
+    Path(nbgrader_config(root).Exchange.root).mkdir(exist_ok=True)
 
 
 def run_nbgrader(*args: str, root: Path = REPO_ROOT, db_url: str | None = None,
