@@ -7,6 +7,7 @@ Screenshots of each step go to tests/artifacts/browser/.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from batchcourse.paths import AUTOGRADE_DIR, REPO_ROOT, assignment_ids
 pytestmark = pytest.mark.notebooks
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "browser"
+KERNEL_IDLE = re.compile(r"Python 3 \(ipykernel\) \| Idle")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FIRST = "00_orientation"
@@ -104,7 +106,8 @@ def test_student_and_instructor_in_the_browser(lab_server):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{base}/lab/tree/notebooks/{FIRST}/{FIRST}.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        # The execution indicator says idle before a kernel exists; the status bar waits for the kernel itself.
+        page.get_by_text(KERNEL_IDLE).wait_for(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "1-notebook-open.png"))
 
         page.get_by_role("menuitem", name="Run", exact=True).click()
