@@ -88,6 +88,13 @@ def grade(args) -> int:
     return 0
 
 
+def sweep(args) -> int:
+    from . import sweeps
+
+    print(f"written to {sweeps.run(args.assignment, quick=args.quick).relative_to(REPO_ROOT)}")
+    return 0
+
+
 def bench(args) -> int:
     from .bench import run_benchmark
 
@@ -115,6 +122,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--course-root", default=str(REPO_ROOT), help="grade a copy of the course instead of this one")
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=grade)
+    p = sub.add_parser("sweep", help="run an assignment's full experiment; write data/sweeps/<id>.json")
+    p.add_argument("assignment")
+    p.add_argument("--quick", action="store_true", help="a small version, to try the command")
+    p.set_defaults(run=sweep)
     p = sub.add_parser("bench", help="execute and grade everything; write benchmarks/results.json")
     p.add_argument("--submissions", type=int, default=20)
     p.add_argument("assignments", nargs="*")

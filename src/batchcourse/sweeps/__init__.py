@@ -1,0 +1,65 @@
+"""Experiments too long to run live in a notebook: each assignment that has one ships its full results.
+
+`python3 tasks.py sweep ID` runs the experiment of assignment ID (the module named after the id
+without its number, e.g. `batch_size_one` for `05_batch_size_one`) and writes
+`data/sweeps/ID.json`: the results, with the command, the machine and the time it took. A notebook
+runs a reduced version of the same experiment live and plots it next to `load(ID)`.
+
+An experiment module defines `run(quick: bool = False) -> dict` returning JSON-ready results.
+"""
+
+import importlib
+import json
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from ..paths import DATA_DIR
+
+SWEEPS_DIR = DATA_DIR / "sweeps"
+
+
+def module_name(assignment: str) -> str:
+    return f"{__name__}.{assignment.split('_', 1)[1]}"
+
+
+def results_path(assignment: str) -> Path:
+    return SWEEPS_DIR / f"{assignment}.json"
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "processor": platform.machine(),
+            "system": platform.system(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def run(assignment: str, quick: bool = False) -> Path:
+    """Run the assignment's full experiment (or a quick one, to try it) and write its results file."""
+    experiment = importlib.import_module(module_name(assignment))
+    start = time.perf_counter()
+    results = experiment.run(quick=quick)
+    record = {
+        "assignment": assignment,
+        "command": f"python3 tasks.py sweep {assignment}" + (" --quick" if quick else ""),
+        "measured_on": str(date.today()),
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "results": results,
+    }
+    path = results_path(assignment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def load(assignment: str) -> dict:
+    """The shipped record of an assignment's full experiment (results under "results")."""
+    path = results_path(assignment)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The results file {path} is missing: restore it with `git checkout -- data/sweeps` "
+            f"or remake it with `python3 tasks.py sweep {assignment}`.")
+    return json.loads(path.read_text())
