@@ -5,18 +5,25 @@
     python3 tasks.py test                run the whole test suite (what CI runs)
     python3 tasks.py check NOTEBOOK      self-check a notebook; exit code 1 when a test fails
     python3 tasks.py release             regenerate notebooks/ from solutions/ (instructors)
-    python3 tasks.py grade [--zip]       autograde autograde/submitted/ (or an LMS download)
+    python3 tasks.py grade [--zip]       autograde autograde/submitted/ (or an LMS download; Linux only)
     python3 tasks.py bench [ID ...]      execute and grade; write benchmarks/results.json
     python3 tasks.py sweep ID            run an assignment's long experiment; write data/sweeps/ID.json
+    python3 tasks.py wheel               build the course package with its data: dist/batchcourse-*.whl
     python3 tasks.py setup               only create or update the environment in .venv/
 
+On Windows, type `py tasks.py ...` instead of `python3 tasks.py ...`.
+
 Every task first makes sure .venv/ exists and matches requirements.txt; the first run
-downloads the pinned packages (a few GB: torch's Linux wheels bring CUDA libraries, which
-also run on CPU). No task downloads anything after that.
+downloads the pinned packages (a few GB on Linux: torch's Linux wheels bring CUDA libraries,
+which also run on CPU). No task downloads anything after that.
+
+Conda users: with BATCHCOURSE_ACTIVE_ENV=1 (environment.yml sets it) the tasks run in the
+active environment instead of .venv/, and nothing is installed.
 """
 
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import venv
@@ -26,7 +33,12 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / "installed-requirements.sha256"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-TASKS = ("lab", "test", "check", "release", "grade", "bench", "sweep", "setup")
+PACKAGE = ROOT / "src" / "batchcourse"
+TASKS = ("lab", "test", "check", "release", "grade", "bench", "sweep", "wheel", "setup")
+SETUP = "py tasks.py setup" if os.name == "nt" else "python3 tasks.py setup"
+ACTIVE_ENV = os.environ.get("BATCHCOURSE_ACTIVE_ENV") == "1"
+# Where `python` imports batchcourse from, without running the package ("" when it has none).
+WHERE_IS_BATCHCOURSE = "import importlib.util as u; s = u.find_spec('batchcourse'); print(s.origin if s else '')"
 
 
 def requirements_digest() -> str:
@@ -36,32 +48,123 @@ def requirements_digest() -> str:
     return digest.hexdigest()
 
 
-def ensure_environment() -> None:
+def write_replacing(path: Path, text: str) -> None:
+    """Write a new file in place of the old one (a copy made with hard links keeps its own)."""
+    scratch = path.with_name(path.name + ".new")
+    scratch.write_text(text)
+    os.replace(scratch, path)
+
+
+def batchcourse_origin(python: Path) -> str | None:
+    """The folder `python` imports batchcourse from ("" when it has none); None when `python` does not run here."""
+    try:
+        probe = subprocess.run([str(python), "-c", WHERE_IS_BATCHCOURSE], capture_output=True, text=True, timeout=120)
+    except OSError:
+        return None
+    if probe.returncode != 0:
+        return None
+    origin = probe.stdout.strip()
+    return str(Path(origin).resolve().parent) if origin else ""
+
+
+def refuse_unsupported_machine() -> None:
+    if sys.platform == "darwin" and platform.machine() == "x86_64":
+        sys.exit("torch 2.14.1, which the course pins, has no build for Intel Macs. On an Apple-silicon Mac, use an "
+                 "arm64 Python (python.org's installer); on an Intel Mac, use the Colab route in README.md.")
+
+
+def install(requirements: bool) -> None:
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-qq"]
+    if requirements:
+        refuse_unsupported_machine()
+        print("Installing the pinned packages (the first time takes a few minutes) ...", flush=True)
+        subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True)
+    subprocess.run([*pip, "--no-deps", "--no-build-isolation", "--editable", str(ROOT)], check=True)
+
+
+def repoint_scripts(old_venv: Path) -> None:
+    """The scripts in a moved .venv/bin name the old folder's Python: make them name this one (POSIX)."""
+    for script in (VENV / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        content = script.read_bytes()
+        if b"\0" not in content and str(old_venv).encode() in content:
+            mode = script.stat().st_mode
+            write_replacing(script, content.decode().replace(str(old_venv), str(VENV)))
+            script.chmod(mode)
+
+
+def repair_moved_environment(origin: str, task: str) -> None:
+    """.venv/ was moved or copied here from another course folder, whose code it still imports."""
+    old_root = Path(origin).parents[1] if origin else None
+    where = f"the course folder at {old_root}" if old_root else "no course folder at all"
+    if os.name == "nt" and task != "setup":
+        sys.exit(f"The environment in {VENV} imports the course package from {where}, not from this folder "
+                 f"(was the folder moved or copied?): run `{SETUP}` to rebuild it here.")
+    print(f"The environment in {VENV} imported the course package from {where}: pointing it at {ROOT} ...", flush=True)
+    if os.name == "nt":  # its programs' launchers name the old folder: only a new environment is right
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        install(requirements=True)
+        write_replacing(STAMP, requirements_digest() + "\n")
+        return
+    install(requirements=False)
+    if old_root:
+        repoint_scripts(old_root / ".venv")
+    if batchcourse_origin(PYTHON) != str(PACKAGE):
+        sys.exit(f"The environment in {VENV} could not be pointed at this folder: run `{SETUP}`.")
+
+
+def ensure_environment(task: str) -> Path:
+    """Make .venv/ ready (or check the active environment); return the Python that runs the tasks."""
     if sys.version_info < (3, 11):
         sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}.")
-    wanted = requirements_digest()
-    if PYTHON.exists() and STAMP.exists() and STAMP.read_text().strip() == wanted:
-        return
+    if ACTIVE_ENV:
+        if batchcourse_origin(Path(sys.executable)) != str(PACKAGE):
+            sys.exit(f"BATCHCOURSE_ACTIVE_ENV=1, but this environment ({sys.prefix}) does not import the course package "
+                     f"from {ROOT}: run `pip install --no-deps --no-build-isolation -e .` in this folder, or unset "
+                     "BATCHCOURSE_ACTIVE_ENV to let tasks.py make its own environment in .venv/.")
+        return Path(sys.executable)
+    origin = batchcourse_origin(PYTHON) if PYTHON.exists() else None
+    if PYTHON.exists() and origin is None:
+        if task != "setup":
+            sys.exit(f"The environment in {VENV} does not run on this machine (made on another machine, or its "
+                     f"Python is gone): run `{SETUP}` to rebuild it.")
+        print(f"Rebuilding the environment in {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     if not PYTHON.exists():
         print(f"Creating the environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("Installing the pinned packages (the first time takes a few minutes) ...", flush=True)
-    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-qq"]
-    subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True)
-    subprocess.run([*pip, "--no-deps", "--no-build-isolation", "--editable", str(ROOT)], check=True)
-    STAMP.write_text(wanted + "\n")
+    wanted = requirements_digest()
+    if not (STAMP.exists() and STAMP.read_text().strip() == wanted):
+        install(requirements=True)
+        write_replacing(STAMP, wanted + "\n")
+    elif origin != str(PACKAGE):
+        repair_moved_environment(origin, task)
+    return PYTHON
+
+
+def build_wheel(python: Path) -> int:
+    """The course package with its data and configuration, for `pip install` anywhere (e.g. on Colab)."""
+    dist = ROOT / "dist"
+    code = subprocess.call([str(python), "-m", "pip", "wheel", "--disable-pip-version-check", "-q", "--no-deps",
+                            "--no-build-isolation", "-w", str(dist), str(ROOT)])
+    if code == 0:
+        print(f"written to {max(dist.glob('batchcourse-*.whl'), key=os.path.getmtime)}")
+    return code
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in TASKS:
         print(__doc__)
         return 2
-    ensure_environment()
+    python = ensure_environment(argv[0])
     if argv[0] == "setup":
         return 0
+    if argv[0] == "wheel":
+        return build_wheel(python)
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(ROOT / "autograde"), JUPYTER_PLATFORM_DIRS="1",
-               PATH=os.pathsep.join([str(PYTHON.parent), os.environ.get("PATH", "")]))
-    return subprocess.call([str(PYTHON), "-m", "batchcourse.cli", *argv], cwd=ROOT, env=env)
+               PATH=os.pathsep.join([str(python.parent), os.environ.get("PATH", "")]))
+    return subprocess.call([str(python), "-m", "batchcourse.cli", *argv], cwd=ROOT, env=env)
 
 
 if __name__ == "__main__":

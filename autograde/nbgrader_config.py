@@ -9,6 +9,7 @@ to keep the gradebook elsewhere.
 import os
 from pathlib import Path
 
+import zmq
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
@@ -65,6 +66,10 @@ c.Execute.timeout = int(os.environ.get("BATCHCOURSE_CELL_SECONDS", 120))
 c.Execute.interrupt_on_timeout = True
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"^(?:\S.*:\d+: )?\w*Warning: "
+# The kernels that Validate and the self-check start are reached over encrypted sockets (CurveZMQ), so they
+# print no warning about plain-text TCP, which a learner could do nothing about.
+if zmq.has("curve"):
+    c.KernelManager.transport_encryption = "auto"
 
 # LMS downloads: nbgrader's zip_collect finds the student id in each file name, e.g.
 # "jdoe_1234_5678_00_orientation.ipynb" (Canvas) or "jdoe_00_orientation.ipynb".

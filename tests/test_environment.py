@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import torch
 import torchvision
 
@@ -14,7 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_requirement_is_pinned_exactly():
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[^\s=]+", line.strip()), f"not an exact pin: {line}"
+            # An environment marker may follow: the CUDA libraries are installed only where torch needs them.
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[^\s=;]+( ; \S.*)?", line.strip()), f"not an exact pin: {line}"
+
+
+def test_cuda_only_packages_are_limited_to_linux():
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if re.match(r"(nvidia-|cuda-|triton==)", line):
+            assert "sys_platform == 'linux'" in line, f"installs on macOS and Windows too: {line}"
 
 
 def test_torch_and_torchvision_are_the_pinned_pair():
@@ -35,3 +43,16 @@ def test_environment_yml_uses_requirements_txt():
 def test_environment_check_passes_here():
     found = check_environment()
     assert found["data"].startswith("MNIST subset")
+
+
+def test_other_versions_outside_the_course_environment_get_a_note_not_an_error(monkeypatch):
+    from batchcourse import environment
+
+    monkeypatch.setattr(environment, "pinned_versions", lambda: {"torch": "2.0.0"})
+    monkeypatch.setattr(environment, "in_course_environment", lambda: False)
+    note = check_environment()["note"]
+    assert f"torch {torch.__version__} (course: 2.0.0)" in note and "pip install torch==2.0.0" in note
+    monkeypatch.setattr(environment, "in_course_environment", lambda: True)
+    with pytest.raises(environment.EnvironmentProblem, match="run `python3 tasks.py setup`"):
+        check_environment()
+

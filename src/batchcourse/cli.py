@@ -21,8 +21,10 @@ def lab_command(root: Path = REPO_ROOT, extra: list[str] = ()) -> list[str]:
     command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}",
                f"--LabApp.default_url=/lab/tree/{first.relative_to(REPO_ROOT).as_posix()}",
                f"--LabApp.app_settings_dir={LAB_SETTINGS}",
-               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra]
-    if os.geteuid() == 0:
+               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               # encrypted kernel sockets: no warning about plain-text TCP, which a learner could do nothing about
+               "--KernelManager.transport_encryption=auto", *extra]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Windows has no root, and no geteuid
         command.append("--allow-root")
     return command
 

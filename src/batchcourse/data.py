@@ -14,7 +14,7 @@ import torchvision
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2
 
-from .paths import DATA_DIR
+from .paths import DATA_DIR, INSTALLED
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -30,6 +30,8 @@ FULL_MNIST_SIZES = {
 }
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 RESTORE_HINT = (
+    "reinstall the batchcourse package (`pip install --force-reinstall --no-deps` with the course's wheel)"
+    if INSTALLED else
     "restore it with `git checkout -- data/MNIST` (or rebuild it with "
     "`python data/make_mnist_subset.py`, see data/README.md)"
 )

@@ -75,6 +75,8 @@ def record_event(notebook, event: str) -> None:
 
 def sandbox_available() -> str | None:
     """None when the sandbox can be made here; otherwise the reason why not."""
+    if sys.platform != "linux":
+        return "the sandbox is made of Linux namespaces, and this is not Linux"
     if os.geteuid() != 0:
         return "grading runs as a normal user, and the sandbox needs root to create namespaces"
     if not shutil.which("unshare") or not shutil.which("mount"):

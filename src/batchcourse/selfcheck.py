@@ -10,6 +10,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, IgnorePattern
 
 from .grading import grade_id, is_test_cell, nbgrader_config, read
+from .paths import COURSE_FILES
 
 
 def first_error_line(cell) -> str:
@@ -38,7 +39,7 @@ def unanswered_written_answers(notebook) -> int:
 
 def self_check(path: Path) -> int:
     notebook = read(path)
-    config = nbgrader_config()
+    config = nbgrader_config(COURSE_FILES)
     resources = {"metadata": {"path": str(path.parent)}}
     with utils.setenv(NBGRADER_EXECUTION="validate"):
         notebook, resources = Execute(config=config).preprocess(notebook, resources)
