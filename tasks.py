@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The course's task runner. Needs only Python 3.11+; it builds everything else itself.
+"""The course's task runner. Needs only Python (3.11 to 3.14); it builds everything else itself.
 
     python3 tasks.py lab                 open the course in JupyterLab (student notebooks)
     python3 tasks.py test                run the whole test suite (what CI runs)
@@ -48,10 +48,10 @@ def requirements_digest() -> str:
     return digest.hexdigest()
 
 
-def write_replacing(path: Path, text: str) -> None:
+def write_replacing(path: Path, content: bytes) -> None:
     """Write a new file in place of the old one (a copy made with hard links keeps its own)."""
     scratch = path.with_name(path.name + ".new")
-    scratch.write_text(text)
+    scratch.write_bytes(content)
     os.replace(scratch, path)
 
 
@@ -90,34 +90,30 @@ def repoint_scripts(old_venv: Path) -> None:
         content = script.read_bytes()
         if b"\0" not in content and str(old_venv).encode() in content:
             mode = script.stat().st_mode
-            write_replacing(script, content.decode().replace(str(old_venv), str(VENV)))
+            write_replacing(script, content.replace(str(old_venv).encode(), str(VENV).encode()))
             script.chmod(mode)
 
 
-def repair_moved_environment(origin: str, task: str) -> None:
-    """.venv/ was moved or copied here from another course folder, whose code it still imports."""
-    old_root = Path(origin).parents[1] if origin else None
-    where = f"the course folder at {old_root}" if old_root else "no course folder at all"
+def repair_moved_environment(old_root: Path, task: str) -> None:
+    """.venv/ was moved or copied here from the course folder `old_root`, whose code it still imports."""
     if os.name == "nt" and task != "setup":
-        sys.exit(f"The environment in {VENV} imports the course package from {where}, not from this folder "
+        sys.exit(f"The environment in {VENV} imports the course package from {old_root}, not from this folder "
                  f"(was the folder moved or copied?): run `{SETUP}` to rebuild it here.")
-    print(f"The environment in {VENV} imported the course package from {where}: pointing it at {ROOT} ...", flush=True)
-    if os.name == "nt":  # its programs' launchers name the old folder: only a new environment is right
+    print(f"The environment in {VENV} imported the course package from {old_root}: pointing it at {ROOT} ...", flush=True)
+    if os.name == "nt":  # the launchers of its programs name the old folder: only a new environment is right
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-        install(requirements=True)
-        write_replacing(STAMP, requirements_digest() + "\n")
         return
     install(requirements=False)
-    if old_root:
-        repoint_scripts(old_root / ".venv")
+    repoint_scripts(old_root / ".venv")
     if batchcourse_origin(PYTHON) != str(PACKAGE):
         sys.exit(f"The environment in {VENV} could not be pointed at this folder: run `{SETUP}`.")
 
 
 def ensure_environment(task: str) -> Path:
     """Make .venv/ ready (or check the active environment); return the Python that runs the tasks."""
-    if sys.version_info < (3, 11):
-        sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}.")
+    if not (3, 11) <= sys.version_info < (3, 15):
+        sys.exit(f"Python 3.11 to 3.14 is needed (the pinned packages have wheels for those); this is "
+                 f"{sys.version.split()[0]}.")
     if ACTIVE_ENV:
         if batchcourse_origin(Path(sys.executable)) != str(PACKAGE):
             sys.exit(f"BATCHCOURSE_ACTIVE_ENV=1, but this environment ({sys.prefix}) does not import the course package "
@@ -131,15 +127,17 @@ def ensure_environment(task: str) -> Path:
                      f"Python is gone): run `{SETUP}` to rebuild it.")
         print(f"Rebuilding the environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    elif origin and origin != str(PACKAGE):
+        repair_moved_environment(Path(origin).parents[1], task)
     if not PYTHON.exists():
         print(f"Creating the environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     wanted = requirements_digest()
     if not (STAMP.exists() and STAMP.read_text().strip() == wanted):
         install(requirements=True)
-        write_replacing(STAMP, wanted + "\n")
-    elif origin != str(PACKAGE):
-        repair_moved_environment(origin, task)
+        write_replacing(STAMP, f"{wanted}\n".encode())
+    elif origin == "":
+        install(requirements=False)  # the packages are there, the course package is not
     return PYTHON
 
 
