@@ -141,6 +141,8 @@ def set_aside_unreadable(assignment: str, root: Path = REPO_ROOT) -> dict[str, s
             shutil.rmtree(target, ignore_errors=True)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(folder), target)
+            if not any(folder.parent.iterdir()):
+                folder.parent.rmdir()
             problems[student] = problem
     return problems
 
