@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -99,6 +98,7 @@ def test_every_file_of_the_download_is_accounted_for(day):
     assert "NOT GRADED  submissions/carl_1237_5681_01_conv_batch_independence.ipynb: a notebook of another assignment" in out
     assert "NOT GRADED  submissions/eve_1238_5682_notes.pdf: not a notebook" in out
     assert f"NOT GRADED  submissions/dave_1236_5680_{A}.ipynb: not valid JSON" in out
+    assert "nbgrader's zip_collect: 4 files collected, 3 files skipped" in out
     assert "3 of 7 files of the download graded" in out and "4 file(s) or submission(s) were not graded" in out
     record = {row["file"].split("/")[-1]: row for row in read_csv(lms.record_path(day["root"], A))}
     assert len(record) == 7
@@ -255,7 +255,6 @@ def test_grades_into_a_postgresql_gradebook(tmp_path, postgres_url):
     student, solution = notebooks(root)
     grading.place_submission(grading.make_submission(student, solution), root, "ada", A)
     grading.place_submission(student, root, "bob", A)
-    started = time.monotonic()
     result = cli_run("grade", "--course-root", str(root), A, NBGRADER_DB_URL=postgres_url)
     assert result.returncode == 0, result.stdout + result.stderr
     with Gradebook(postgres_url) as gradebook:
@@ -264,7 +263,6 @@ def test_grades_into_a_postgresql_gradebook(tmp_path, postgres_url):
     assert not (root / "autograde" / "gradebook.db").exists(), "the SQLite gradebook must not be used"
     feedback = cli_run("feedback", "--course-root", str(root), NBGRADER_DB_URL=postgres_url)
     assert feedback.returncode == 0 and (root / "autograde" / "feedback" / "ada" / A / f"{A}.html").is_file()
-    assert time.monotonic() - started < 300
 
 
 # ----------------------------------------------------------------------------------------

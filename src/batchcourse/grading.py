@@ -218,8 +218,11 @@ def generate_feedback(assignment: str, root: Path = REPO_ROOT, db_url: str | Non
     run_nbgrader("generate_feedback", assignment, "--force", root=root, db_url=db_url, capture=True)
 
 
-def zip_collect(assignment: str, root: Path = REPO_ROOT, db_url: str | None = None) -> None:
-    run_nbgrader("zip_collect", assignment, "--force", root=root, db_url=db_url, capture=True)
+def zip_collect(assignment: str, root: Path = REPO_ROOT, db_url: str | None = None) -> str:
+    """Collect the LMS download of `assignment` into autograde/submitted/; return nbgrader's count of the files."""
+    run = run_nbgrader("zip_collect", assignment, "--force", root=root, db_url=db_url, capture=True)
+    counts = [line.split("]", 1)[-1].strip() for line in run.stdout.splitlines() if "files collected" in line]
+    return counts[-1] if counts else "no files collected"
 
 
 # ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def prepare(root: Path, db_url: str, assignments: list[str], collect: bool):
     for assignment in assignments:
         grading.record_in_gradebook(assignment, root, db_url)
         if collect:
-            grading.zip_collect(assignment, root, db_url)
+            print(f"{assignment}: nbgrader's zip_collect: {grading.zip_collect(assignment, root, db_url)}")
             downloads[assignment] = lms.account_for_download(root, assignment, config)
         problems[assignment] = {student: f"{why}; set aside in autograde/unreadable/"
                                 for student, why in grading.set_aside_unreadable(assignment, root).items()}
