@@ -10,11 +10,12 @@ import os
 from pathlib import Path
 
 import zmq
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,
-                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
+                                    GetGrades, IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
                                     SaveAutoGrades)
 
+from batchcourse.feedback import HideHiddenTests, StudentFeedback
 from batchcourse.repair import RepairSubmission
 from batchcourse.sandbox import METADATA_KEY, SandboxedExecute
 from batchcourse.tamper import TamperCheck
@@ -71,11 +72,19 @@ c.IgnorePattern.pattern = r"^(?:\S.*:\d+: )?\w*Warning: "
 if zmq.has("curve"):
     c.KernelManager.transport_encryption = "auto"
 
+# Feedback, written by `tasks.py feedback` after hand grading: hidden tests are left out, and each error is
+# one line (ename: message) without a traceback or a path of the grading machine (batchcourse/feedback.py).
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor, StudentFeedback]
+
 # LMS downloads: nbgrader's zip_collect finds the student id in each file name, e.g.
-# "jdoe_1234_5678_00_orientation.ipynb" (Canvas) or "jdoe_00_orientation.ipynb".
+# "jdoe_1234_5678_00_orientation.ipynb" (Canvas: 1234 is the Canvas user id, 5678 the submission id;
+# "jdoe_LATE_1234_5678_..." when late) or "jdoe_00_orientation.ipynb". The groups `late` and `lms_user_id`
+# go into the Canvas export (batchcourse/lms.py). A notebook of another assignment is skipped (strict).
 c.ZipCollectApp.downloaded_directory = "autograde/downloaded"
 c.ZipCollectApp.archive_directory = "archive"
 c.ZipCollectApp.extracted_directory = "extracted"
+c.ZipCollectApp.strict = True
 c.FileNameCollectorPlugin.named_regexp = (
-    r".*/(?P<student_id>[A-Za-z0-9.\-]+)_(?:LATE_)?(?:\d+_)*(?P<file_id>\d\d_\w+?)(?:-\d+)?\.ipynb$"
+    r".*/(?P<student_id>[A-Za-z0-9.\-]+)_(?P<late>LATE_)?(?:(?P<lms_user_id>\d+)_(?:\d+_)*)?"
+    r"(?P<file_id>\d\d_\w+?)(?:-\d+)?\.ipynb$"
 )

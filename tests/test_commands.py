@@ -1,9 +1,7 @@
-"""The README's instructor and learner commands, on a throwaway copy of the course."""
+"""The README's learner command, on a throwaway copy of the course (the instructor's are in test_grading_day.py)."""
 
-import csv
 import subprocess
 import sys
-import zipfile
 
 import pytest
 
@@ -32,24 +30,3 @@ def test_self_check_exit_codes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "visible tests give 3 of 3 points; 0 failed" in result.stdout
     assert cli("check", str(tmp_path / "missing.ipynb")).returncode == 2
-
-
-def test_grade_collects_an_lms_download_and_writes_grades_and_feedback(tmp_path):
-    root = grading.scratch_course(ASSIGNMENT, tmp_path)
-    grading.release(ASSIGNMENT, root=root)
-    student_nb = grading.read(NOTEBOOKS_DIR / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    solution = grading.solution_code(grading.read(SOLUTIONS_DIR / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))
-    archive = root / "autograde" / "downloaded" / ASSIGNMENT / "archive"
-    archive.mkdir(parents=True)
-    with zipfile.ZipFile(archive / "submissions.zip", "w") as bundle:
-        bundle.writestr(f"ada_1234_5678_{ASSIGNMENT}.ipynb", grading.nbformat.writes(grading.make_submission(student_nb, solution)))
-        bundle.writestr(f"bob_LATE_1235_5679_{ASSIGNMENT}-1.ipynb", grading.nbformat.writes(student_nb))
-        bundle.writestr(f"eve_1236_5680_{ASSIGNMENT}.ipynb", "this is not a notebook")
-
-    result = cli("grade", "--zip", "--course-root", str(root), ASSIGNMENT)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "COULD NOT GRADE eve" in result.stdout and "could not be graded and have no score: 00_orientation/eve" in result.stdout
-    with (root / "autograde" / "grades.csv").open() as handle:
-        rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)}
-    assert rows["ada"] > 0 and rows["bob"] == 0
-    assert (root / "autograde" / "feedback" / "ada" / ASSIGNMENT / f"{ASSIGNMENT}.html").is_file()

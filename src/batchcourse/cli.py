@@ -54,40 +54,36 @@ def check(args) -> int:
     return self_check(path.resolve())
 
 
+def course(args) -> tuple[Path, str]:
+    """The course root an instructor command works on, and its gradebook (NBGRADER_DB_URL when set)."""
+    root = Path(args.course_root).resolve()
+    return root, grading.default_db_url(root)
+
+
 def release(args) -> int:
-    for assignment in args.assignments or assignment_ids():
-        grading.release(assignment)
-        print(f"released {assignment} -> notebooks/{assignment}/")
+    root, db_url = course(args)
+    for assignment in args.assignments or grading.course_assignments(root):
+        grading.release(assignment, root, db_url)
+        print(f"released {assignment} -> {root / 'notebooks' / assignment}/")
     return 0
 
 
 def grade(args) -> int:
-    from .tamper import write_report
+    from . import instructor
 
-    root = Path(args.course_root).resolve()
-    db_url = grading.default_db_url(root)
-    failed = []
-    for assignment in args.assignments or assignment_ids():
-        grading.record_in_gradebook(assignment, root, db_url)
-        if args.zip:
-            grading.zip_collect(assignment, root, db_url)
-        submitted = root / "autograde" / "submitted"
-        if not any(submitted.glob(f"*/{assignment}")):
-            print(f"{assignment}: no submissions under {submitted}/<student>/{assignment}/")
-            continue
-        run = grading.autograde(assignment, root, db_url)
-        for student in grading.ungraded(assignment, root):
-            failed.append(f"{assignment}/{student}")
-            print(f"{assignment}: COULD NOT GRADE {student}; nbgrader said:")
-            print("\n".join(line for line in run.stdout.splitlines() if student in line or "ERROR" in line)[-3000:])
-        grading.generate_feedback(assignment, root, db_url)
-        print(f"{assignment}: graded; feedback in {root / 'autograde' / 'feedback'}/<student>/{assignment}/")
-        print(f"{assignment}: tamper report in {write_report(root, assignment)}")
-    print(f"grades written to {grading.export_grades(root, db_url)}")
-    if failed:
-        print(f"{len(failed)} submission(s) could not be graded and have no score: {', '.join(failed)}")
-        return 1
-    return 0
+    return instructor.grade(*course(args), args.assignments, collect=args.zip)
+
+
+def feedback(args) -> int:
+    from . import instructor
+
+    return instructor.feedback(*course(args), args.assignments)
+
+
+def export(args) -> int:
+    from . import instructor
+
+    return instructor.export(*course(args), args.assignments)
 
 
 def sweep(args) -> int:
@@ -116,14 +112,19 @@ def main(argv: list[str]) -> int:
     p = sub.add_parser("check", help="self-check a notebook (exit code 1 when a test fails)")
     p.add_argument("notebook")
     p.set_defaults(run=check)
-    p = sub.add_parser("release", help="regenerate notebooks/ from solutions/")
-    p.add_argument("assignments", nargs="*")
-    p.set_defaults(run=release)
-    p = sub.add_parser("grade", help="autograde submissions and write grades and feedback")
-    p.add_argument("--zip", action="store_true", help="first collect an LMS download from autograde/downloaded/<id>/archive/")
-    p.add_argument("--course-root", default=str(REPO_ROOT), help="grade a copy of the course instead of this one")
-    p.add_argument("assignments", nargs="*")
-    p.set_defaults(run=grade)
+    for name, run, text in [
+        ("release", release, "regenerate notebooks/ from solutions/"),
+        ("grade", grade, "autograde submissions; write grades.csv and the Canvas import"),
+        ("feedback", feedback, "write each student's HTML feedback (after hand grading)"),
+        ("export", export, "write grades.csv and the Canvas import again (after hand grading)"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        if name == "grade":
+            p.add_argument("--zip", action="store_true",
+                           help="first collect an LMS download from autograde/downloaded/<id>/archive/")
+        p.add_argument("--course-root", default=str(REPO_ROOT), help="work on another copy of the course")
+        p.add_argument("assignments", nargs="*")
+        p.set_defaults(run=run)
     p = sub.add_parser("sweep", help="run an assignment's full experiment; write data/sweeps/<id>.json")
     p.add_argument("assignment")
     p.add_argument("--quick", action="store_true", help="a small version, to try the command")

@@ -4,7 +4,9 @@ Every function takes the course root and the gradebook URL, so that the test sui
 benchmark grade in throwaway copies of the course while instructors grade in the real one.
 """
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,10 +22,19 @@ from .paths import AUTOGRADE_DIR, REPO_ROOT
 NOTEBOOK_VERSION = 4
 
 
-def default_db_url(root: Path = REPO_ROOT) -> str:
-    if root == REPO_ROOT and os.environ.get("NBGRADER_DB_URL"):
-        return os.environ["NBGRADER_DB_URL"]
+def sqlite_url(root: Path) -> str:
+    """The course's own SQLite gradebook, autograde/gradebook.db."""
     return f"sqlite:///{root / 'autograde' / 'gradebook.db'}"
+
+
+def default_db_url(root: Path = REPO_ROOT) -> str:
+    """NBGRADER_DB_URL when it is set (for any course root), else the course's SQLite gradebook."""
+    return os.environ.get("NBGRADER_DB_URL") or sqlite_url(root)
+
+
+def course_assignments(root: Path = REPO_ROOT) -> list[str]:
+    """The assignments whose source is in the course at `root`, in course order."""
+    return sorted(p.name for p in (root / "solutions").iterdir() if (p / f"{p.name}.ipynb").is_file())
 
 
 def nbgrader_config(root: Path = REPO_ROOT):
@@ -83,6 +94,87 @@ def ungraded(assignment: str, root: Path = REPO_ROOT) -> list[str]:
     return sorted(submitted - graded)
 
 
+def nbgrader_cause(output: str, student: str) -> str:
+    """The lines of nbgrader's output that say why it could not grade `student`'s submission."""
+    lines = [line.strip() for line in output.splitlines()]
+    start = next((i for i, line in enumerate(lines) if "ERROR" in line and student in line), None)
+    if start is None:
+        return "nbgrader gave no reason; see its output above"
+    block = []
+    for line in lines[start + 1:]:
+        if line.startswith("[") and ("ERROR" in line or "INFO" in line or "WARNING" in line) and block:
+            break
+        block.append(line)
+    causes = [line for line in block if re.match(r"^[\w.]+(Error|Exception|Unavailable|Invalid)\b.*:", line)]
+    return (causes or [line for line in block if line] or ["see nbgrader's output"])[-1][:500]
+
+
+def notebook_problem(path: Path) -> str | None:
+    """None when `path` holds a valid notebook; otherwise why it does not."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return f"cannot be read as UTF-8 text ({error})"
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"not valid JSON ({error})"
+    if not isinstance(content, dict) or "cells" not in content:
+        return "JSON, but not a notebook (no cells)"
+    try:
+        nbformat.validate(nbformat.reads(text, as_version=NOTEBOOK_VERSION))
+    except Exception as error:  # noqa: BLE001 - nbformat raises several kinds for an invalid notebook
+        return f"not a valid notebook ({str(error).splitlines()[0][:200]})"
+    return None
+
+
+def set_aside_unreadable(assignment: str, root: Path = REPO_ROOT) -> dict[str, str]:
+    """Move submissions that are not valid notebooks to autograde/unreadable/, so that nbgrader never scores
+    them as blank; return student -> why."""
+    problems = {}
+    for folder in sorted((root / "autograde" / "submitted").glob(f"*/{assignment}")):
+        notebook = folder / f"{assignment}.ipynb"
+        problem = notebook_problem(notebook) if notebook.is_file() else f"the folder holds no {assignment}.ipynb"
+        if problem:
+            student = folder.parent.name
+            target = root / "autograde" / "unreadable" / student / assignment
+            shutil.rmtree(target, ignore_errors=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(folder), target)
+            if not any(folder.parent.iterdir()):
+                folder.parent.rmdir()
+            problems[student] = problem
+    return problems
+
+
+class GradingStopped(RuntimeError):
+    """The grader itself cannot grade (a kernel that cannot start, no sandbox, a broken environment)."""
+
+
+CANARY = "solution-canary"
+
+
+def check_grader(assignment: str, root: Path = REPO_ROOT) -> None:
+    """Grade the assignment's own solution in a throwaway course; raise GradingStopped unless it gets every point.
+
+    A grader that cannot start a kernel or make a sandbox fails here, before any student's score is written."""
+    with tempfile.TemporaryDirectory(prefix="batchcourse-canary-") as scratch:
+        course = ScratchCourse.create(assignment, Path(scratch), source_root=root)
+        course.submit({CANARY: make_submission(course.student_nb, solution_code(course.solution_nb))})
+        run = course.autograde()
+        if ungraded(assignment, course.root):
+            raise GradingStopped(f"nbgrader could not grade the solution: {nbgrader_cause(run.stdout, CANARY)}")
+        lost = {grade: cell for grade, cell in course.scores().get(CANARY, {}).items()
+                if cell.auto and cell.score is not None and cell.score < cell.max_score}
+        if not lost:
+            return
+        graded = read(course.root / "autograde" / "autograded" / CANARY / assignment / f"{assignment}.ipynb")
+        events = graded.metadata.get("batchcourse_grading", {}).get("events", [])
+        errors = [f"{grade_id(c)}: {o.ename}: {o.evalue}" for c in graded.cells if grade_id(c) in lost
+                  for o in c.get("outputs", []) if o.output_type == "error"][:1]
+        raise GradingStopped(f"the solution lost points on {', '.join(sorted(lost))}: " + "; ".join(events + errors))
+
+
 @dataclass(frozen=True)
 class CellScore:
     grade_id: str
@@ -114,12 +206,23 @@ def export_grades(root: Path = REPO_ROOT, db_url: str | None = None, path: Path 
     return path
 
 
+def waiting_for_hand_grading(assignment: str, db_url: str) -> list[str]:
+    """Students whose submission still has an answer to grade by hand."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gradebook:
+        return sorted(s.student.id for s in gradebook.assignment_submissions(assignment) if s.needs_manual_grade)
+
+
 def generate_feedback(assignment: str, root: Path = REPO_ROOT, db_url: str | None = None) -> None:
     run_nbgrader("generate_feedback", assignment, "--force", root=root, db_url=db_url, capture=True)
 
 
-def zip_collect(assignment: str, root: Path = REPO_ROOT, db_url: str | None = None) -> None:
-    run_nbgrader("zip_collect", assignment, "--force", root=root, db_url=db_url, capture=True)
+def zip_collect(assignment: str, root: Path = REPO_ROOT, db_url: str | None = None) -> str:
+    """Collect the LMS download of `assignment` into autograde/submitted/; return nbgrader's count of the files."""
+    run = run_nbgrader("zip_collect", assignment, "--force", root=root, db_url=db_url, capture=True)
+    counts = [line.split("]", 1)[-1].strip() for line in run.stdout.splitlines() if "files collected" in line]
+    return counts[-1] if counts else "no files collected"
 
 
 # ----------------------------------------------------------------------------------------
@@ -170,10 +273,10 @@ def place_submission(notebook, root: Path, student: str, assignment: str) -> Pat
     return path
 
 
-def scratch_course(assignment: str, parent: Path) -> Path:
+def scratch_course(assignment: str, parent: Path, source_root: Path = REPO_ROOT) -> Path:
     """A throwaway course holding only `assignment`'s source, for grading without the real gradebook."""
     root = parent / "course"
-    shutil.copytree(REPO_ROOT / "solutions" / assignment, root / "solutions" / assignment)
+    shutil.copytree(source_root / "solutions" / assignment, root / "solutions" / assignment)
     (root / "autograde").mkdir(parents=True)
     return root
 
@@ -189,12 +292,12 @@ class ScratchCourse:
     solution_nb: nbformat.NotebookNode
 
     @classmethod
-    def create(cls, assignment: str, parent: Path) -> "ScratchCourse":
-        root = scratch_course(assignment, parent)
-        db_url = default_db_url(root)
+    def create(cls, assignment: str, parent: Path, source_root: Path = REPO_ROOT) -> "ScratchCourse":
+        root = scratch_course(assignment, parent, source_root)
+        db_url = sqlite_url(root)
         release(assignment, root=root, db_url=db_url)
         return cls(assignment, root, db_url, read(root / "notebooks" / assignment / f"{assignment}.ipynb"),
-                   read(REPO_ROOT / "solutions" / assignment / f"{assignment}.ipynb"))
+                   read(root / "solutions" / assignment / f"{assignment}.ipynb"))
 
     def submit(self, submissions: dict) -> None:
         for student, notebook in submissions.items():

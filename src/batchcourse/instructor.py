@@ -1,0 +1,109 @@
+"""The instructor's grading day behind `tasks.py grade`, `feedback` and `export` (see the README).
+
+grade:    collect an LMS download (every file accounted for), set aside files that are not notebooks, grade the
+          solution first to check the grader, then autograde, and export the grades. Exit codes below.
+feedback: after hand grading, each student's HTML feedback (batchcourse/feedback.py shapes it).
+export:   after hand grading, nbgrader's grades.csv and the Canvas import again.
+"""
+
+from pathlib import Path
+
+from . import grading, lms
+
+EXIT_NOT_ALL_GRADED = 1  # some files or submissions were not graded; each is named with the reason
+EXIT_STOPPED = 3  # grading stopped before any score was written (the grader, not a student, has a problem)
+
+
+def has_submissions(root: Path, assignment: str, folder: str = "submitted") -> bool:
+    return any((root / "autograde" / folder).glob(f"*/{assignment}"))
+
+
+def prepare(root: Path, db_url: str, assignments: list[str], collect: bool):
+    """Everything before the first score: collect downloads, set aside unreadable notebooks, check the grader."""
+    config = grading.nbgrader_config()  # the configuration run_nbgrader gives nbgrader, whatever the root
+    downloads, problems = {}, {}
+    for assignment in assignments:
+        grading.record_in_gradebook(assignment, root, db_url)
+        if collect:
+            print(f"{assignment}: nbgrader's zip_collect: {grading.zip_collect(assignment, root, db_url)}")
+            downloads[assignment] = lms.account_for_download(root, assignment, config)
+        problems[assignment] = {student: f"{why}; set aside in autograde/unreadable/"
+                                for student, why in grading.set_aside_unreadable(assignment, root).items()}
+    for assignment in assignments:
+        if has_submissions(root, assignment):
+            print(f"{assignment}: grading the solution first, to check that the grader works ...", flush=True)
+            grading.check_grader(assignment, root)
+    return downloads, problems
+
+
+def report_download(root: Path, assignment: str, records, problems: dict[str, str]) -> int:
+    """Say what became of every file of the download; write autograde/download_<id>.csv; count those not graded.
+
+    The problems of students whose file is in the download are taken out of `problems`."""
+    for record in records:
+        if record.student_id and not record.reason:
+            record.reason = problems.pop(record.student_id, "")
+            record.graded = not record.reason
+        if not record.graded:
+            print(f"  NOT GRADED  {record.file}: {record.reason}")
+    print(f"{assignment}: {sum(r.graded for r in records)} of {len(records)} files of the download graded; "
+          f"account in {lms.write_download_record(root, assignment, records)}")
+    return sum(not r.graded for r in records)
+
+
+def write_exports(root: Path, db_url: str, assignments: list[str]) -> None:
+    print(f"grades written to {grading.export_grades(root, db_url)}")
+    for assignment in assignments:
+        if has_submissions(root, assignment, "autograded"):
+            print(f"{assignment}: Canvas gradebook import written to {lms.write_canvas_csv(root, assignment, db_url)}")
+
+
+def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False) -> int:
+    from .tamper import write_report
+
+    assignments = assignments or grading.course_assignments(root)
+    try:
+        downloads, problems = prepare(root, db_url, assignments, collect)
+    except (grading.GradingStopped, RuntimeError) as error:
+        print(f"GRADING STOPPED before any score was written: {error}")
+        return EXIT_STOPPED
+    not_graded = 0
+    for assignment in assignments:
+        if has_submissions(root, assignment):
+            run = grading.autograde(assignment, root, db_url)
+            for student in grading.ungraded(assignment, root):
+                problems[assignment][student] = f"nbgrader could not grade it: {grading.nbgrader_cause(run.stdout, student)}"
+            print(f"{assignment}: tamper report in {write_report(root, assignment)}")
+        else:
+            print(f"{assignment}: no submissions under {root / 'autograde' / 'submitted'}/<student>/{assignment}/")
+        if assignment in downloads:
+            not_graded += report_download(root, assignment, downloads[assignment], problems[assignment])
+        for student, why in problems[assignment].items():
+            print(f"  NOT GRADED  {student}: {why}")
+            not_graded += 1
+    write_exports(root, db_url, assignments)
+    print("Next: hand-grade the written answers in Formgrader, then run `python3 tasks.py feedback` and "
+          "`python3 tasks.py export` (grade writes no feedback).")
+    if not_graded:
+        print(f"{not_graded} file(s) or submission(s) were not graded and have no score (listed above as NOT GRADED).")
+        return EXIT_NOT_ALL_GRADED
+    return 0
+
+
+def feedback(root: Path, db_url: str, assignments: list[str]) -> int:
+    for assignment in assignments or [a for a in grading.course_assignments(root) if has_submissions(root, a, "autograded")]:
+        if not has_submissions(root, assignment, "autograded"):
+            print(f"{assignment}: nothing autograded yet; run `python3 tasks.py grade {assignment}` first")
+            continue
+        grading.generate_feedback(assignment, root, db_url)
+        print(f"{assignment}: feedback in {root / 'autograde' / 'feedback'}/<student>/{assignment}/")
+        waiting = grading.waiting_for_hand_grading(assignment, db_url)
+        if waiting:
+            print(f"{assignment}: {len(waiting)} submission(s) still wait for hand grading, so their feedback shows "
+                  f"no score for those answers: {', '.join(waiting)}")
+    return 0
+
+
+def export(root: Path, db_url: str, assignments: list[str]) -> int:
+    write_exports(root, db_url, assignments or grading.course_assignments(root))
+    return 0
