@@ -8,6 +8,7 @@
     python3 tasks.py grade [--zip]       autograde autograde/submitted/ (or an LMS download)
     python3 tasks.py bench [ID ...]      execute and grade; write benchmarks/results.json
     python3 tasks.py sweep ID            run an assignment's long experiment; write data/sweeps/ID.json
+    python3 tasks.py handout [ID ...]    write the workshop handout (pages and a PDF, offline) to build/handout/
     python3 tasks.py setup               only create or update the environment in .venv/
 
 Every task first makes sure .venv/ exists and matches requirements.txt; the first run
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / "installed-requirements.sha256"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-TASKS = ("lab", "test", "check", "release", "grade", "bench", "sweep", "setup")
+TASKS = ("lab", "test", "check", "release", "grade", "bench", "sweep", "handout", "setup")
 
 
 def requirements_digest() -> str:
