@@ -100,7 +100,7 @@ def handout(args) -> int:
 
     try:
         build(args.assignments or assignment_ids(), REPO_ROOT / args.out, pdf=not args.no_pdf)
-    except RuntimeError as problem:
+    except (RuntimeError, ValueError) as problem:
         print(problem)
         return 1
     return 0

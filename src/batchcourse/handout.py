@@ -36,6 +36,13 @@ TEMPLATE_NAME = "handout.html.j2"
 TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block html_head_js_requirejs %}{% endblock %}
 {% block html_head_js_mermaidjs %}{% endblock %}
+{% block html_head_js_mathjax %}
+{{ super() }}
+<script type="text/x-mathjax-config">
+// The packaged MathJax has the STIX-Web fonts only: use them, and no font installed on the reader's machine.
+MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}});
+</script>
+{% endblock html_head_js_mathjax %}
 {% block extra_css %}
 <style type="text/css">
 main { max-width: 1100px; margin: 0 auto; }
