@@ -10,6 +10,7 @@
     python3 tasks.py export [ID ...]     write grades.csv and the Canvas import again
     python3 tasks.py bench [ID ...]      execute and grade; write benchmarks/results.json
     python3 tasks.py sweep ID            run an assignment's long experiment; write data/sweeps/ID.json
+    python3 tasks.py handout [ID ...]    write the workshop handout (pages and a PDF, offline) to build/handout/
     python3 tasks.py wheel               build the course package with its data: dist/batchcourse-*.whl
     python3 tasks.py setup               only create or update the environment in .venv/
 
@@ -36,7 +37,7 @@ VENV = ROOT / ".venv"
 STAMP = VENV / "installed-requirements.sha256"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 PACKAGE = ROOT / "src" / "batchcourse"
-TASKS = ("lab", "test", "check", "release", "grade", "feedback", "export", "bench", "sweep", "wheel", "setup")
+TASKS = ("lab", "test", "check", "release", "grade", "feedback", "export", "bench", "sweep", "handout", "wheel", "setup")
 SETUP = "py tasks.py setup" if os.name == "nt" else "python3 tasks.py setup"
 ACTIVE_ENV = os.environ.get("BATCHCOURSE_ACTIVE_ENV") == "1"
 # Where `python` imports batchcourse from, without running the package ("" when it has none).

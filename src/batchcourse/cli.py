@@ -93,6 +93,17 @@ def sweep(args) -> int:
     return 0
 
 
+def handout(args) -> int:
+    from .handout import build
+
+    try:
+        build(args.assignments or assignment_ids(), REPO_ROOT / args.out, pdf=not args.no_pdf)
+    except (RuntimeError, ValueError) as problem:
+        print(problem)
+        return 1
+    return 0
+
+
 def bench(args) -> int:
     from .bench import run_benchmark
 
@@ -133,6 +144,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--submissions", type=int, default=20)
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=bench)
+    p = sub.add_parser("handout", help="write the workshop handout: static pages and a PDF, readable offline")
+    p.add_argument("--out", default="build/handout", help="the folder to write, relative to the course folder")
+    p.add_argument("--no-pdf", action="store_true", help="only the pages (the PDF needs Chromium)")
+    p.add_argument("assignments", nargs="*")
+    p.set_defaults(run=handout)
     args, extra = parser.parse_known_args(argv)
     if extra and args.task not in ("lab", "test"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
