@@ -1,0 +1,313 @@
+"""Answers for 05_batch_size_one that the grader must score correctly (see 00's file for the format)."""
+
+WRONG = {
+    "values_per_channel": [
+        ("counts the channels too", """
+def values_per_channel(shape):
+    return math.prod(shape)
+"""),
+        ("counts only the batch", """
+def values_per_channel(shape):
+    return shape[0]
+"""),
+        ("counts only the positions", """
+def values_per_channel(shape):
+    return math.prod(shape[2:])
+"""),
+        ("uses the 4-D formula for every input", """
+def values_per_channel(shape):
+    return shape[0] * shape[2] * shape[3]
+"""),
+        ("returns a tensor instead of an int", """
+def values_per_channel(shape):
+    return torch.ones(shape).sum(dim=[0] + list(range(2, len(shape))))[0]
+"""),
+        ("forgets the last dimension", """
+def values_per_channel(shape):
+    return shape[0] * math.prod(shape[2:-1]) if len(shape) > 2 else shape[0]
+"""),
+    ],
+    "bn_training_raises": [
+        ("raises for every batch of one", """
+def bn_training_raises(shape):
+    return shape[0] == 1
+"""),
+        ("counts the channels too", """
+def bn_training_raises(shape):
+    return math.prod(shape) == 1
+"""),
+        ("uses InstanceNorm's rule", """
+def bn_training_raises(shape):
+    return math.prod(shape[2:]) == 1
+"""),
+        ("only knows (1, C)", """
+def bn_training_raises(shape):
+    return len(shape) == 2 and shape[0] == 1
+"""),
+        ("never raises (thinks eps saves it)", """
+def bn_training_raises(shape):
+    return False
+"""),
+        ("uses the 4-D count for every input", """
+def bn_training_raises(shape):
+    return shape[0] * shape[2] * shape[3] == 1
+"""),
+    ],
+    "instance_norm_training_raises": [
+        ("uses BatchNorm's rule", """
+def instance_norm_training_raises(shape):
+    return shape[0] * math.prod(shape[2:]) == 1
+"""),
+        ("accepts (N, C) input", """
+def instance_norm_training_raises(shape):
+    return len(shape) > 2 and math.prod(shape[2:]) == 1
+"""),
+        ("raises when any spatial size is 1", """
+def instance_norm_training_raises(shape):
+    return len(shape) == 2 or any(size == 1 for size in shape[2:])
+"""),
+        ("raises for every batch of one", """
+def instance_norm_training_raises(shape):
+    return shape[0] == 1
+"""),
+        ("counts the channels too", """
+def instance_norm_training_raises(shape):
+    return math.prod(shape[1:]) == 1
+"""),
+    ],
+    "batch_renorm_train": [
+        ("lets the gradient flow through r and d", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma_batch / sigma).clamp(1 / r_max, r_max)
+    d = ((mean - running_mean) / sigma).clamp(-d_max, d_max)
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    y = y if weight is None else y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
+"""),
+        ("uses the unbiased batch variance", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=1)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma_batch / sigma).clamp(1 / r_max, r_max).detach()
+    d = ((mean - running_mean) / sigma).clamp(-d_max, d_max).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    y = y if weight is None else y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
+"""),
+        ("does not clip r and d", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma_batch / sigma).detach()
+    d = ((mean - running_mean) / sigma).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    y = y if weight is None else y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
+"""),
+        ("computes both sigmas without eps", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var), torch.sqrt(running_var)
+    r = (sigma_batch / sigma).clamp(1 / r_max, r_max).detach()
+    d = ((mean - running_mean) / sigma).clamp(-d_max, d_max).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    y = y if weight is None else y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
+"""),
+        ("inverts r", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma / sigma_batch).clamp(1 / r_max, r_max).detach()
+    d = ((mean - running_mean) / sigma).clamp(-d_max, d_max).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    y = y if weight is None else y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
+"""),
+        ("divides d by the batch sigma", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma_batch / sigma).clamp(1 / r_max, r_max).detach()
+    d = ((mean - running_mean) / sigma_batch).clamp(-d_max, d_max).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    y = y if weight is None else y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
+"""),
+        ("is plain BatchNorm (ignores the running statistics)", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    return F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
+"""),
+    ],
+    "ghost_batch_norm": [
+        ("makes ghost_batch_size chunks (x.chunk) instead of chunks of that size", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    return torch.cat([F.batch_norm(c, None, None, weight, bias, training=True, eps=eps) for c in x.chunk(ghost_batch_size)])
+"""),
+        ("normalizes the whole batch", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    return F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
+"""),
+        ("drops the last, smaller chunk", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    full = len(x) // ghost_batch_size * ghost_batch_size
+    chunks = x[:full].split(ghost_batch_size)
+    return torch.cat([F.batch_norm(c, None, None, weight, bias, training=True, eps=eps) for c in chunks])
+"""),
+        ("merges the last, smaller chunk into the one before", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    chunks = x.tensor_split(max(1, len(x) // ghost_batch_size))
+    return torch.cat([F.batch_norm(c, None, None, weight, bias, training=True, eps=eps) for c in chunks])
+"""),
+        ("uses the unbiased variance in each chunk", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    outputs = []
+    for chunk in x.split(ghost_batch_size):
+        y = (chunk - chunk.mean(dim=dims, keepdim=True)) / torch.sqrt(chunk.var(dim=dims, keepdim=True) + eps)
+        y = y if weight is None else y * weight.view(shape)
+        outputs.append(y if bias is None else y + bias.view(shape))
+    return torch.cat(outputs)
+"""),
+        ("forgets weight and bias", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    return torch.cat([F.batch_norm(c, None, None, training=True, eps=eps) for c in x.split(ghost_batch_size)])
+"""),
+    ],
+}
+
+CORRECT = {
+    "values_per_channel": [
+        ("the number of elements divided by the channels", """
+def values_per_channel(shape):
+    return torch.Size(shape).numel() // shape[1]
+"""),
+        ("a loop that skips dimension 1", """
+def values_per_channel(shape):
+    count = 1
+    for dim, size in enumerate(shape):
+        if dim != 1:
+            count *= size
+    return int(count)
+"""),
+    ],
+    "bn_training_raises": [
+        ("asks torch itself", """
+def bn_training_raises(shape):
+    try:
+        F.batch_norm(torch.zeros(tuple(shape)), None, None, training=True)
+    except ValueError:
+        return True
+    return False
+"""),
+        ("one sample and every position axis of size 1", """
+def bn_training_raises(shape):
+    return bool(shape[0] == 1 and all(size == 1 for size in shape[2:]))
+"""),
+    ],
+    "instance_norm_training_raises": [
+        ("asks torch itself", """
+def instance_norm_training_raises(shape):
+    try:
+        torch.nn.functional.instance_norm(torch.ones(tuple(shape)))
+        return False
+    except ValueError:
+        return True
+"""),
+        ("every position axis of size 1 (none for (N, C))", """
+def instance_norm_training_raises(shape):
+    return all(size == 1 for size in list(shape)[2:])
+"""),
+    ],
+    "batch_renorm_train": [
+        ("torch's BatchNorm for the normalized x, r and d under no_grad", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    dims = [0] + list(range(2, x.dim()))
+    with torch.no_grad():
+        mean = x.mean(dim=dims)
+        std = (x.var(dim=dims, unbiased=False) + eps).sqrt()
+        running_std = (running_var + eps).sqrt()
+        r = torch.clamp(std / running_std, min=1.0 / r_max, max=r_max)
+        d = torch.clamp((mean - running_mean) / running_std, min=-d_max, max=d_max)
+    y = F.batch_norm(x, None, None, training=True, eps=eps) * r.view(shape) + d.view(shape)
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y
+"""),
+        ("channel-first rows, rsqrt, and minimum/maximum for the clipping", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    c = x.shape[1]
+    rows = x.transpose(0, 1).reshape(c, -1)
+    mean = rows.mean(dim=1)
+    centered = rows - mean[:, None]
+    inv_batch = torch.rsqrt((centered * centered).mean(dim=1) + eps)
+    inv_running = torch.rsqrt(running_var + eps)
+    r = (inv_running / inv_batch).detach()
+    r = torch.maximum(torch.minimum(r, torch.full_like(r, r_max)), torch.full_like(r, 1.0 / r_max))
+    d = ((mean - running_mean) * inv_running).detach()
+    d = torch.maximum(torch.minimum(d, torch.full_like(d, d_max)), torch.full_like(d, -d_max))
+    out = centered * (inv_batch * r)[:, None] + d[:, None]
+    if weight is not None:
+        out = out * weight[:, None]
+    if bias is not None:
+        out = out + bias[:, None]
+    return out.reshape(c, x.shape[0], *x.shape[2:]).transpose(0, 1)
+"""),
+    ],
+    "ghost_batch_norm": [
+        ("a loop over start indices with var_mean", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    pieces = []
+    for start in range(0, x.shape[0], ghost_batch_size):
+        chunk = x[start:start + ghost_batch_size]
+        var, mean = torch.var_mean(chunk, dim=dims, correction=0, keepdim=True)
+        pieces.append((chunk - mean) / torch.sqrt(var + eps))
+    y = torch.cat(pieces, dim=0)
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y
+"""),
+        ("full chunks at once by reshaping, the rest on its own", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    n, c = x.shape[0], x.shape[1]
+    g = min(ghost_batch_size, n)
+    full = n // g * g
+    parts = []
+    for block, groups in ((x[:full], full // g), (x[full:], 1)):
+        if len(block) == 0:
+            continue
+        grouped = block.reshape(groups, len(block) // groups, c, -1)
+        var, mean = torch.var_mean(grouped, dim=(1, 3), correction=0, keepdim=True)
+        parts.append(((grouped - mean) / torch.sqrt(var + eps)).reshape(block.shape))
+    y = torch.cat(parts)
+    scale_shape = (1, c) + (1,) * (x.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(scale_shape)
+    if bias is not None:
+        y = y + bias.reshape(scale_shape)
+    return y
+"""),
+    ],
+}
