@@ -44,11 +44,44 @@ class MnistCNN(nn.Sequential):
         return super().__getitem__(index)
 
 
+def deep_cnn(make_norm: Callable[[int], nn.Module] = no_norm, depth: int = 8, width: int = 16,
+             num_classes: int = 10) -> nn.Sequential:
+    """A plain CNN of `depth` 3×3 convolutions, each followed by `make_norm` and ReLU, no residual connections.
+
+    The first convolution works at 28×28, then a max-pool; the first half of the others at 14×14,
+    a max-pool, the rest at 7×7; then a linear classifier. Deep enough that training it without
+    normalization is hard, small enough to train on a CPU in seconds.
+    """
+    conv_bias = isinstance(make_norm(1), nn.Identity)
+    layers, channels = [], 1
+    for index in range(depth):
+        layers += [nn.Conv2d(channels, width, 3, padding=1, bias=conv_bias), make_norm(width), nn.ReLU()]
+        channels = width
+        if index in (0, depth // 2):
+            layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * 7 * 7, num_classes))
+
+
+def he_init(model: nn.Module) -> nn.Module:
+    """Kaiming (He et al., 2015) normal initialization for ReLU networks: every conv and linear weight, zero biases."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
 def train_epochs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
-                 epochs: int = 1, lr: float = 1e-3, seed: int = 0) -> list[float]:
-    """Train with Adam and cross-entropy on shuffled mini-batches; return the loss of every step."""
+                 epochs: int = 1, lr: float = 1e-3, seed: int = 0,
+                 optimizer: torch.optim.Optimizer | None = None) -> list[float]:
+    """Train with cross-entropy on shuffled mini-batches; return the loss of every step.
+
+    The optimizer is a new Adam with learning rate `lr` unless one is given: pass the same optimizer to
+    every call that continues a training, so that its state (Adam's moment estimates) carries over.
+    """
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     losses = []
     model.train()

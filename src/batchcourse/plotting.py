@@ -2,6 +2,7 @@
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.colors import LogNorm
 
 FIGSIZE = (7.0, 3.5)
 
@@ -33,12 +34,26 @@ def show_images(images: torch.Tensor, labels=None, ncols: int = 8, title: str | 
     return fig
 
 
-def heatmaps(matrices: dict[str, torch.Tensor], cmap: str = "viridis", title: str | None = None):
-    """Matrices side by side, each with its own colour bar; keys are panel titles."""
+def heatmaps(matrices: dict[str, torch.Tensor], cmap: str = "viridis", title: str | None = None,
+             log_floor: float | None = None):
+    """Matrices side by side, each with its own colour bar; keys are panel titles.
+
+    With `log_floor`, all panels share one logarithmic colour scale from `log_floor` to the largest
+    value, and values below the floor (zeros included) are drawn in the floor's colour: small
+    off-diagonal entries then stay visible next to a large diagonal.
+    """
     fig, axes = plt.subplots(1, len(matrices), figsize=(3.0 * len(matrices), 2.9), squeeze=False)
+    largest = max(float(m.detach().max()) for m in matrices.values())
     for ax, (name, matrix) in zip(axes.flat, matrices.items()):
-        image = ax.imshow(matrix.detach().cpu(), cmap=cmap)
+        values = matrix.detach().cpu().double()
+        if log_floor is None:
+            image = ax.imshow(values, cmap=cmap)
+        else:
+            norm = LogNorm(vmin=log_floor, vmax=max(largest, 10 * log_floor))
+            image = ax.imshow(values.clamp(min=log_floor), cmap=cmap, norm=norm)
         ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(values.shape[1]))
+        ax.set_yticks(range(values.shape[0]))
         ax.set_xlabel("input sample j")
         ax.set_ylabel("output sample i")
         ax.grid(False)

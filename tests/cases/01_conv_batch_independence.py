@@ -42,6 +42,38 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kh, stride).unfold(3, kw, stride), weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 """),
+        ("makes as many output channels as input channels (right only when C_in == C_out)", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    kh, kw = weight.shape[2:]
+    x = F.pad(x, (padding,) * 4)
+    patches = x.unfold(2, kh, stride).unfold(3, kw, stride)
+    out = torch.stack([torch.einsum("ncijab,cab->nij", patches, weight[o % weight.shape[0]])
+                       for o in range(x.shape[1])], dim=1)
+    return out if bias is None else out + bias[:out.shape[1]].view(1, -1, 1, 1)
+"""),
+        ("uses the kernel height for both axes (right only for square kernels)", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    k = weight.shape[2]
+    x = F.pad(x, (padding,) * 4)
+    patches = x.unfold(2, k, stride).unfold(3, k, stride)
+    out = torch.einsum("ncijab,ocab->noij", patches, weight)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+"""),
+        ("computes the output width from the input height (right only for square inputs)", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    x = F.pad(x, (padding,) * 4)
+    out_h = (h + 2 * padding - kh) // stride + 1
+    out_w = (h + 2 * padding - kw) // stride + 1
+    out = x.new_zeros(n, o, out_h, out_w)
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            if patch.shape[3] == kw:
+                out[:, :, i, j] = torch.einsum("ncab,ocab->no", patch, weight)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+"""),
     ],
     "batch_jacobian_norms": [
         ("returns the transposed matrix", """

@@ -88,6 +88,35 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
     return (x - mean.view(shape)) / (var.view(shape) + eps).sqrt(), mean, var
 """),
+        ("reshapes to (C, -1) without moving the channels first (right only for a batch of one)", """
+def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
+    if x.numel() // x.shape[1] <= 1:
+        raise ValueError("Expected more than 1 value per channel when training")
+    c = x.shape[1]
+    rows = x.reshape(c, -1)
+    mean, var = rows.mean(dim=1), rows.var(dim=1, unbiased=False)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    y = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y, mean, var
+"""),
+        ("swaps weight and bias", """
+def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
+    if x.numel() // x.shape[1] <= 1:
+        raise ValueError("Expected more than 1 value per channel when training")
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+    y = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
+    if bias is not None:
+        y = y * bias.view(shape)
+    if weight is not None:
+        y = y + weight.view(shape)
+    return y, mean, var
+"""),
         ("returns zeros instead of raising for one value per channel", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))

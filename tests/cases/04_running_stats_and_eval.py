@@ -526,6 +526,18 @@ def fold_batchnorm(conv, bn):
         fused.bias.copy_((b - bn.running_mean) * scale * weight + bias)
     return fused
 """),
+        ("scales the input channels of the weight (right only when C_in == C_out)", """
+def fold_batchnorm(conv, bn):
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = 1 / torch.sqrt(bn.running_var + bn.eps)
+        weight = torch.ones_like(scale) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(scale) if bn.bias is None else bn.bias
+        b = torch.zeros_like(scale) if conv.bias is None else conv.bias
+        fused.weight.copy_(conv.weight * (scale * weight).reshape(1, -1, 1, 1))
+        fused.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
+    return fused
+"""),
         ("assumes the BatchNorm layer has weight and bias", """
 def fold_batchnorm(conv, bn):
     fused = copy.deepcopy(conv)
