@@ -44,7 +44,15 @@ def batch_renorm(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1
     return y if bias is None else y + bias.view(shape)
 
 
-class BatchRenorm(nn.modules.batchnorm._BatchNorm):
+class _AnyDimBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm for 2-D to 5-D input alike, as the sweep's networks use it after linear and conv layers."""
+
+    def _check_input_dim(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
+
+
+class BatchRenorm(_AnyDimBatchNorm):
     """A BatchNorm layer that trains with Batch Renormalization; eval mode is plain BatchNorm.
 
     r_max and d_max grow linearly from 1 and 0 (plain BatchNorm) to their final values over
@@ -54,10 +62,6 @@ class BatchRenorm(nn.modules.batchnorm._BatchNorm):
     def __init__(self, num_features, r_max=3.0, d_max=5.0, warmup_steps=0, **kwargs):
         super().__init__(num_features, **kwargs)
         self.r_max, self.d_max, self.warmup_steps = r_max, d_max, warmup_steps
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
 
     def forward(self, x):
         if not self.training:
@@ -75,16 +79,12 @@ class BatchRenorm(nn.modules.batchnorm._BatchNorm):
         return y
 
 
-class GhostBatchNorm(nn.modules.batchnorm._BatchNorm):
+class GhostBatchNorm(_AnyDimBatchNorm):
     """BatchNorm that, in train mode, normalizes consecutive chunks of `ghost_batch_size` samples separately."""
 
     def __init__(self, num_features, ghost_batch_size, **kwargs):
         super().__init__(num_features, **kwargs)
         self.ghost_batch_size = ghost_batch_size
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
 
     def forward(self, x):
         if not self.training:
