@@ -1,5 +1,49 @@
 """Answers for 07_batch_size_clinic that the grader must score correctly (see 00's file for the format)."""
 
+# A correct diagnose written plainly; several wrong answers are this function with one mistake edited in, so that each
+# entry shows exactly what is wrong.
+PLAIN_DIAGNOSE = """
+def diagnose(model, x):
+    causes = set()
+    with torch.random.fork_rng(), torch.no_grad():
+        probe = copy.deepcopy(model)
+        full = probe(x)
+        if not torch.equal(probe(x), full):
+            causes.add("random")
+        wide, x64 = copy.deepcopy(model).double(), x.double()
+        torch.manual_seed(0)
+        a = wide(x64)[:1]
+        torch.manual_seed(0)
+        if not torch.allclose(wide(torch.cat([x64[:1], x64[1:] * 3 + 1]))[:1], a, rtol=1e-7, atol=1e-9):
+            causes.add("crosstalk")
+        if causes:
+            return causes
+        full64 = wide(x64)
+        for k in range(1, len(x)):
+            if not torch.equal(probe(x[:k]), full[:k]):
+                if not torch.allclose(wide(x64[:k]), full64[:k], rtol=1e-7, atol=1e-9):
+                    return {"crosstalk"}
+                causes.add("floating_point")
+    return causes
+"""
+PLAIN_DIAGNOSE_LOOP = """        full64 = wide(x64)
+        for k in range(1, len(x)):
+            if not torch.equal(probe(x[:k]), full[:k]):
+                if not torch.allclose(wide(x64[:k]), full64[:k], rtol=1e-7, atol=1e-9):
+                    return {"crosstalk"}
+                causes.add("floating_point")
+"""
+
+
+def _plain_diagnose(*edits: tuple[str, str]) -> str:
+    """PLAIN_DIAGNOSE with each (old, new) edit applied; every old text must occur exactly once."""
+    code = PLAIN_DIAGNOSE
+    for old, new in edits:
+        assert code.count(old) == 1, f"{old!r} occurs {code.count(old)} times in PLAIN_DIAGNOSE"
+        code = code.replace(old, new)
+    return code
+
+
 WRONG = {
     "diagnose": [
         ("returns a dict of bools, as diagnose_layer in 01 did", """
@@ -60,32 +104,9 @@ def diagnose(model, x):
                 causes.add("floating_point")
     return causes
 """),
-        ("seeds both calls of the randomness check the same way, so Dropout never looks random", """
-def diagnose(model, x):
-    causes = set()
-    with torch.random.fork_rng(), torch.no_grad():
-        probe = copy.deepcopy(model)
-        torch.manual_seed(0)
-        full = probe(x)
-        torch.manual_seed(0)
-        if not torch.equal(probe(x), full):
-            causes.add("random")
-        wide, x64 = copy.deepcopy(model).double(), x.double()
-        torch.manual_seed(0)
-        a = wide(x64)[:1]
-        torch.manual_seed(0)
-        if not torch.allclose(wide(torch.cat([x64[:1], x64[1:] * 3 + 1]))[:1], a, rtol=1e-7, atol=1e-9):
-            causes.add("crosstalk")
-        if causes:
-            return causes
-        full64 = wide(x64)
-        for k in range(1, len(x)):
-            if not torch.equal(probe(x[:k]), full[:k]):
-                if not torch.allclose(wide(x64[:k]), full64[:k], rtol=1e-7, atol=1e-9):
-                    return {"crosstalk"}
-                causes.add("floating_point")
-    return causes
-"""),
+        ("seeds both calls of the randomness check the same way, so Dropout never looks random", _plain_diagnose(
+            ("        full = probe(x)\n",
+             "        torch.manual_seed(0)\n        full = probe(x)\n        torch.manual_seed(0)\n"))),
         ("calls the model itself, so BatchNorm's running statistics change", """
 def diagnose(model, x):
     causes = set()
@@ -105,54 +126,16 @@ def diagnose(model, x):
                 causes.add("floating_point")
     return causes
 """),
-        ("seeds the global random generator and leaves it seeded", """
-def diagnose(model, x):
-    causes = set()
-    with torch.no_grad():
-        probe = copy.deepcopy(model)
-        full = probe(x)
-        if not torch.equal(probe(x), full):
-            causes.add("random")
-        wide, x64 = copy.deepcopy(model).double(), x.double()
-        torch.manual_seed(0)
-        a = wide(x64)[:1]
-        torch.manual_seed(0)
-        if not torch.allclose(wide(torch.cat([x64[:1], x64[1:] * 3 + 1]))[:1], a, rtol=1e-7, atol=1e-9):
-            causes.add("crosstalk")
-        if causes:
-            return causes
-        full64 = wide(x64)
-        for k in range(1, len(x)):
-            if not torch.equal(probe(x[:k]), full[:k]):
-                if not torch.allclose(wide(x64[:k]), full64[:k], rtol=1e-7, atol=1e-9):
-                    return {"crosstalk"}
-                causes.add("floating_point")
-    return causes
-"""),
-        ("looks for rounding only at k = N // 2", """
-def diagnose(model, x):
-    causes = set()
-    with torch.random.fork_rng(), torch.no_grad():
-        probe = copy.deepcopy(model)
-        full = probe(x)
-        if not torch.equal(probe(x), full):
-            causes.add("random")
-        wide, x64 = copy.deepcopy(model).double(), x.double()
-        torch.manual_seed(0)
-        a = wide(x64)[:1]
-        torch.manual_seed(0)
-        if not torch.allclose(wide(torch.cat([x64[:1], x64[1:] * 3 + 1]))[:1], a, rtol=1e-7, atol=1e-9):
-            causes.add("crosstalk")
-        if causes:
-            return causes
-        k = len(x) // 2
+        ("seeds the global random generator and leaves it seeded", _plain_diagnose(
+            ("with torch.random.fork_rng(), torch.no_grad():", "with torch.no_grad():"))),
+        ("looks for rounding only at k = N // 2", _plain_diagnose(
+            (PLAIN_DIAGNOSE_LOOP, """        k = len(x) // 2
         if not torch.equal(probe(x[:k]), full[:k]):
             if torch.allclose(wide(x64[:k]), wide(x64)[:k], rtol=1e-7, atol=1e-9):
                 causes.add("floating_point")
             else:
                 causes.add("crosstalk")
-    return causes
-"""),
+"""))),
         ("tells crosstalk by comparing batches of different sizes, so Dropout's new mask looks like crosstalk", """
 def diagnose(model, x):
     causes = set()
@@ -172,24 +155,11 @@ def diagnose(model, x):
             causes.add("floating_point")
     return causes
 """),
-        ("changes the other samples but never removes them, so a layer that counts them is missed", """
-def diagnose(model, x):
-    causes = set()
-    with torch.random.fork_rng(), torch.no_grad():
-        probe = copy.deepcopy(model)
-        full = probe(x)
-        if not torch.equal(probe(x), full):
-            causes.add("random")
-        wide, x64 = copy.deepcopy(model).double(), x.double()
-        torch.manual_seed(0)
-        a = wide(x64)[:1]
-        torch.manual_seed(0)
-        if not torch.allclose(wide(torch.cat([x64[:1], x64[1:] * 3 + 1]))[:1], a, rtol=1e-7, atol=1e-9):
-            causes.add("crosstalk")
-        if not causes and any(not torch.equal(probe(x[:k]), full[:k]) for k in range(1, len(x))):
+        ("changes the other samples but never removes them, so a layer that counts them is missed", _plain_diagnose(
+            ("        if causes:\n            return causes\n" + PLAIN_DIAGNOSE_LOOP,
+             """        if not causes and any(not torch.equal(probe(x[:k]), full[:k]) for k in range(1, len(x))):
             causes.add("floating_point")
-    return causes
-"""),
+"""))),
     ],
     "batch_invariant_linear": [
         ("just calls F.linear", """
