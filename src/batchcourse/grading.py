@@ -228,6 +228,16 @@ def zip_collect(assignment: str, root: Path = REPO_ROOT, db_url: str | None = No
 # ----------------------------------------------------------------------------------------
 # Building submissions from the student notebook and chosen code.
 
+def edited(code: str, *edits: tuple[str, str]) -> str:
+    """`code` with each (old, new) edit applied: a wrong answer written as a correct one with one mistake edited in.
+
+    Every old text must occur exactly once, so that an edit cannot silently miss or hit twice."""
+    for old, new in edits:
+        assert code.count(old) == 1, f"{old!r} occurs {code.count(old)} times in the code to edit"
+        code = code.replace(old, new)
+    return code
+
+
 def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=NOTEBOOK_VERSION)
 

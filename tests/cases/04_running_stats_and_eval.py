@@ -5,6 +5,9 @@ every function), so each entry defines just its own function; a correct BatchNor
 functions only where entry k of those is written from scratch too.
 """
 
+from batchcourse.grading import edited
+
+
 # A from-scratch BatchNorm2d written plainly (also a correct alternative below); most wrong BatchNorm2d answers are
 # this class with one mistake edited in, so that each entry shows exactly what is wrong.
 PLAIN_BATCHNORM2D = """
@@ -43,15 +46,6 @@ class BatchNorm2d(nn.Module):
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y
 """
-
-
-def _plain_batchnorm(*edits: tuple[str, str]) -> str:
-    """PLAIN_BATCHNORM2D with each (old, new) edit applied; every old text must occur exactly once."""
-    code = PLAIN_BATCHNORM2D
-    for old, new in edits:
-        assert code.count(old) == 1, f"{old!r} occurs {code.count(old)} times in PLAIN_BATCHNORM2D"
-        code = code.replace(old, new)
-    return code
 
 
 WRONG = {
@@ -201,23 +195,23 @@ class BatchNorm2d(nn.Module):
                             self.running_var if not self.training or self.track_running_stats else None,
                             self.weight, self.bias, use_batch, a, self.eps)
 """),
-        ("stores the biased batch variance in running_var", _plain_batchnorm(("var * n / (n - 1), a", "var, a"))),
-        ("normalizes with the unbiased batch variance", _plain_batchnorm(
+        ("stores the biased batch variance in running_var", edited(PLAIN_BATCHNORM2D, ("var * n / (n - 1), a", "var, a"))),
+        ("normalizes with the unbiased batch variance", edited(PLAIN_BATCHNORM2D, 
             ("x.var(dim=(0, 2, 3), unbiased=False)", "x.var(dim=(0, 2, 3))"), ("var * n / (n - 1), a", "var, a"))),
-        ("uses the batch statistics in eval mode too", _plain_batchnorm(
+        ("uses the batch statistics in eval mode too", edited(PLAIN_BATCHNORM2D, 
             ("if self.training or not self.track_running_stats:", "if True:  # batch statistics in every mode"))),
-        ("keeps running statistics when track_running_stats=False", _plain_batchnorm(
+        ("keeps running statistics when track_running_stats=False", edited(PLAIN_BATCHNORM2D, 
             ("        if track_running_stats:\n", "        if True:  # buffers even without track_running_stats\n"),
             ("if self.training or not self.track_running_stats:", "if self.training:"),
             ("if self.training and self.track_running_stats:", "if self.training:"))),
-        ("records the running statistics in the autograd graph", _plain_batchnorm(
+        ("records the running statistics in the autograd graph", edited(PLAIN_BATCHNORM2D, 
             ("                with torch.no_grad():\n", "                if True:  # no torch.no_grad()\n"),
             ("self.running_mean.lerp_(mean, a)", "self.running_mean = (1 - a) * self.running_mean + a * mean"),
             ("self.running_var.lerp_(var * n / (n - 1), a)", "self.running_var = (1 - a) * self.running_var + a * var * n / (n - 1)"))),
-        ("detaches the batch statistics, so the gradient is wrong", _plain_batchnorm(
+        ("detaches the batch statistics, so the gradient is wrong", edited(PLAIN_BATCHNORM2D, 
             ("mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)",
              "mean, var = x.detach().mean(dim=(0, 2, 3)), x.detach().var(dim=(0, 2, 3), unbiased=False)"))),
-        ("accepts input of any number of dimensions", _plain_batchnorm(
+        ("accepts input of any number of dimensions", edited(PLAIN_BATCHNORM2D, 
             ("        if x.dim() != 4:\n            raise ValueError(\"expected 4D input\")\n",
              "        dims = [0] + list(range(2, x.dim()))\n        shape = [1, -1] + [1] * (x.dim() - 2)\n"),
             ("x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)", "x.mean(dim=dims), x.var(dim=dims, unbiased=False)"),
@@ -225,7 +219,7 @@ class BatchNorm2d(nn.Module):
              "(x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)"),
             ("y * self.weight[None, :, None, None] + self.bias[None, :, None, None]",
              "y * self.weight.reshape(shape) + self.bias.reshape(shape)"))),
-        ("uses momentum 0.1 when momentum is None", _plain_batchnorm(
+        ("uses momentum 0.1 when momentum is None", edited(PLAIN_BATCHNORM2D, 
             ("a = 1.0 / self.num_batches_tracked.item() if self.momentum is None", "a = 0.1 if self.momentum is None"))),
     ],
     "evaluate": [

@@ -5,6 +5,9 @@ Round k grades entry k of every function together. The hidden tests of layer_nor
 of group_norm is wrong.
 """
 
+from batchcourse.grading import edited
+
+
 # A plain from-scratch group_norm; most wrong answers below are this function with one mistake edited in.
 PLAIN_GROUP_NORM = """
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -24,28 +27,19 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
 """
 
 
-def _plain_group_norm(*edits: tuple[str, str]) -> str:
-    """PLAIN_GROUP_NORM with each (old, new) edit applied; every old text must occur exactly once."""
-    code = PLAIN_GROUP_NORM
-    for old, new in edits:
-        assert code.count(old) == 1, f"{old!r} occurs {code.count(old)} times in PLAIN_GROUP_NORM"
-        code = code.replace(old, new)
-    return code
-
-
 WRONG = {
     "group_norm": [
-        ("takes strided groups (channel c in group c % G) instead of blocks of consecutive channels", _plain_group_norm(
+        ("takes strided groups (channel c in group c % G) instead of blocks of consecutive channels", edited(PLAIN_GROUP_NORM, 
             ("rows = x.reshape(n, num_groups, -1)",
              "rows = x.reshape(n, c // num_groups, num_groups, -1).transpose(1, 2).reshape(n, num_groups, -1)"),
             ("y = ((rows - mean) / torch.sqrt(var + eps)).reshape(x.shape)",
              "y = ((rows - mean) / torch.sqrt(var + eps)).reshape(n, num_groups, c // num_groups, -1).transpose(1, 2).reshape(x.shape)"))),
-        ("normalizes with the unbiased variance", _plain_group_norm(("unbiased=False", "unbiased=True"))),
-        ("adds eps outside the square root", _plain_group_norm(("torch.sqrt(var + eps)", "(torch.sqrt(var) + eps)"))),
-        ("applies weight and bias per group instead of per channel", _plain_group_norm(
+        ("normalizes with the unbiased variance", edited(PLAIN_GROUP_NORM, ("unbiased=False", "unbiased=True"))),
+        ("adds eps outside the square root", edited(PLAIN_GROUP_NORM, ("torch.sqrt(var + eps)", "(torch.sqrt(var) + eps)"))),
+        ("applies weight and bias per group instead of per channel", edited(PLAIN_GROUP_NORM, 
             ("y = y * weight.reshape(view)", "y = y * weight[:num_groups].repeat_interleave(c // num_groups).reshape(view)"),
             ("y = y + bias.reshape(view)", "y = y + bias[:num_groups].repeat_interleave(c // num_groups).reshape(view)"))),
-        ("takes the statistics over the batch too", _plain_group_norm(
+        ("takes the statistics over the batch too", edited(PLAIN_GROUP_NORM, 
             ("mean = rows.mean(dim=-1, keepdim=True)", "mean = rows.mean(dim=(0, 2), keepdim=True)"),
             ("var = rows.var(dim=-1, unbiased=False, keepdim=True)", "var = rows.var(dim=(0, 2), unbiased=False, keepdim=True)"))),
         ("forgets to reshape back to the shape of x (returns (N, C, H*W))", """
@@ -62,7 +56,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
         y = y + bias.reshape(1, c, 1)
     return y
 """),
-        ("never raises ValueError (reshape works whenever C·H·W divides by G)", _plain_group_norm(
+        ("never raises ValueError (reshape works whenever C·H·W divides by G)", edited(PLAIN_GROUP_NORM, 
             ("    if c % num_groups != 0:\n        raise ValueError(\"the channels do not divide into the groups\")\n", ""))),
         ("calls torch's F.group_norm", """
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):

@@ -1,5 +1,8 @@
 """Answers for 07_batch_size_clinic that the grader must score correctly (see 00's file for the format)."""
 
+from batchcourse.grading import edited
+
+
 # A correct diagnose written plainly; several wrong answers are this function with one mistake edited in, so that each
 # entry shows exactly what is wrong.
 PLAIN_DIAGNOSE = """
@@ -33,15 +36,6 @@ PLAIN_DIAGNOSE_LOOP = """        full64 = wide(x64)
                     return {"crosstalk"}
                 causes.add("floating_point")
 """
-
-
-def _plain_diagnose(*edits: tuple[str, str]) -> str:
-    """PLAIN_DIAGNOSE with each (old, new) edit applied; every old text must occur exactly once."""
-    code = PLAIN_DIAGNOSE
-    for old, new in edits:
-        assert code.count(old) == 1, f"{old!r} occurs {code.count(old)} times in PLAIN_DIAGNOSE"
-        code = code.replace(old, new)
-    return code
 
 
 WRONG = {
@@ -104,7 +98,7 @@ def diagnose(model, x):
                 causes.add("floating_point")
     return causes
 """),
-        ("seeds both calls of the randomness check the same way, so Dropout never looks random", _plain_diagnose(
+        ("seeds both calls of the randomness check the same way, so Dropout never looks random", edited(PLAIN_DIAGNOSE, 
             ("        full = probe(x)\n",
              "        torch.manual_seed(0)\n        full = probe(x)\n        torch.manual_seed(0)\n"))),
         ("calls the model itself, so BatchNorm's running statistics change", """
@@ -126,9 +120,9 @@ def diagnose(model, x):
                 causes.add("floating_point")
     return causes
 """),
-        ("seeds the global random generator and leaves it seeded", _plain_diagnose(
+        ("seeds the global random generator and leaves it seeded", edited(PLAIN_DIAGNOSE, 
             ("with torch.random.fork_rng(), torch.no_grad():", "with torch.no_grad():"))),
-        ("looks for rounding only at k = N // 2", _plain_diagnose(
+        ("looks for rounding only at k = N // 2", edited(PLAIN_DIAGNOSE, 
             (PLAIN_DIAGNOSE_LOOP, """        k = len(x) // 2
         if not torch.equal(probe(x[:k]), full[:k]):
             if torch.allclose(wide(x64[:k]), wide(x64)[:k], rtol=1e-7, atol=1e-9):
@@ -155,7 +149,7 @@ def diagnose(model, x):
             causes.add("floating_point")
     return causes
 """),
-        ("changes the other samples but never removes them, so a layer that counts them is missed", _plain_diagnose(
+        ("changes the other samples but never removes them, so a layer that counts them is missed", edited(PLAIN_DIAGNOSE, 
             ("        if causes:\n            return causes\n" + PLAIN_DIAGNOSE_LOOP,
              """        if not causes and any(not torch.equal(probe(x[:k]), full[:k]) for k in range(1, len(x))):
             causes.add("floating_point")
