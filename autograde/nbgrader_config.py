@@ -15,10 +15,10 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     GetGrades, IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec,
                                     SaveAutoGrades)
 
-from batchcourse.feedback import HideHiddenTests, StudentFeedback
-from batchcourse.repair import RepairSubmission
-from batchcourse.sandbox import METADATA_KEY, SandboxedExecute
-from batchcourse.tamper import TamperCheck
+from batchcourse.grading.feedback import HideHiddenTests, StudentFeedback
+from batchcourse.grading.repair import RepairSubmission
+from batchcourse.grading.sandbox import METADATA_KEY, SandboxedExecute
+from batchcourse.grading.tamper import TamperCheck
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 
@@ -43,10 +43,10 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.GenerateAssignment.create_assignment = True
 
-# Grading: a damaged submission is repaired first (batchcourse/repair.py: deleted test cells put back,
-# duplicated or made-up cells graded as plain code). Each submission then runs in a sandbox (batchcourse/sandbox.py) with no network, no access to
+# Grading: a damaged submission is repaired first (batchcourse/grading/repair.py: deleted test cells put back,
+# duplicated or made-up cells graded as plain code). Each submission then runs in a sandbox (batchcourse/grading/sandbox.py) with no network, no access to
 # solutions, tests or the gradebook, and limits on time, memory and processes; then TamperCheck
-# withholds the automatic score of code that changes what the tests rely on (batchcourse/tamper.py).
+# withholds the automatic score of code that changes what the tests rely on (batchcourse/grading/tamper.py).
 # Where the sandbox cannot be made (not root, no namespaces) grading stops, unless
 # BATCHCOURSE_UNSAFE_NO_SANDBOX=1 says to run without isolation.
 c.Autograde.sanitize_preprocessors = [
@@ -73,13 +73,13 @@ if zmq.has("curve"):
     c.KernelManager.transport_encryption = "auto"
 
 # Feedback, written by `tasks.py feedback` after hand grading: hidden tests are left out, and each error is
-# one line (ename: message) without a traceback or a path of the grading machine (batchcourse/feedback.py).
+# one line (ename: message) without a traceback or a path of the grading machine (batchcourse/grading/feedback.py).
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor, StudentFeedback]
 
 # LMS downloads: nbgrader's zip_collect finds the student id in each file name, e.g.
 # "jdoe_1234_5678_00_orientation.ipynb" (Canvas: 1234 is the Canvas user id, 5678 the submission id;
 # "jdoe_LATE_1234_5678_..." when late) or "jdoe_00_orientation.ipynb". The groups `late` and `lms_user_id`
-# go into the Canvas export (batchcourse/lms.py). A notebook of another assignment is skipped (strict).
+# go into the Canvas export (batchcourse/grading/lms.py). A notebook of another assignment is skipped (strict).
 c.ZipCollectApp.downloaded_directory = "autograde/downloaded"
 c.ZipCollectApp.archive_directory = "archive"
 c.ZipCollectApp.extracted_directory = "extracted"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from batchcourse import cli, grading, instructor, lms
-from batchcourse.feedback import path_scrubber
+from batchcourse import cli, grading
+from batchcourse.grading import instructor, lms
+from batchcourse.grading.feedback import path_scrubber
 from batchcourse.paths import REPO_ROOT, SOLUTIONS_DIR
 
 A = "00_orientation"

@@ -3,10 +3,10 @@
 import nbformat
 import pytest
 
-from batchcourse import sandbox
-from batchcourse.repair import repair
-from batchcourse.sandbox import SandboxedExecute, SandboxUnavailable
-from batchcourse.tamper import scan_source
+from batchcourse.grading import sandbox
+from batchcourse.grading.repair import repair
+from batchcourse.grading.sandbox import SandboxedExecute, SandboxUnavailable
+from batchcourse.grading.tamper import scan_source
 
 
 def blocking(source: str) -> list[str]:

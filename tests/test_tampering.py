@@ -16,8 +16,8 @@ import pytest
 
 import attacks
 from batchcourse import grading
-from batchcourse.sandbox import KERNEL_USER_BASE, METADATA_KEY
-from batchcourse.tamper import tamper_report
+from batchcourse.grading.sandbox import KERNEL_USER_BASE, METADATA_KEY
+from batchcourse.grading.tamper import tamper_report
 from test_notebooks import ASSIGNMENTS, grade_ids_of_tests, graded_the_batch, graded_functions, load_cases
 
 pytestmark = pytest.mark.notebooks

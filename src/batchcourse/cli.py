@@ -69,19 +69,19 @@ def release(args) -> int:
 
 
 def grade(args) -> int:
-    from . import instructor
+    from .grading import instructor
 
     return instructor.grade(*course(args), args.assignments, collect=args.zip)
 
 
 def feedback(args) -> int:
-    from . import instructor
+    from .grading import instructor
 
     return instructor.feedback(*course(args), args.assignments)
 
 
 def export(args) -> int:
-    from . import instructor
+    from .grading import instructor
 
     return instructor.export(*course(args), args.assignments)
 
@@ -105,7 +105,7 @@ def handout(args) -> int:
 
 
 def bench(args) -> int:
-    from .bench import run_benchmark
+    from .grading.bench import run_benchmark
 
     return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids())
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
-from .paths import AUTOGRADE_DIR, REPO_ROOT
+from ..paths import AUTOGRADE_DIR, REPO_ROOT
 
 NOTEBOOK_VERSION = 4
 

@@ -19,8 +19,8 @@ import nbformat
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 
-from .paths import REPO_ROOT
-from .selfcheck import first_error_line
+from ..paths import REPO_ROOT
+from ..selfcheck import first_error_line
 
 HIDDEN_NOTE = "# (hidden tests: their verdict is in the table at the top)"
 WRAP_CSS = """

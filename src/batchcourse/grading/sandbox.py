@@ -4,7 +4,7 @@ nbgrader runs student code in a kernel with the grader's permissions. `Sandboxed
 replaces nbgrader's Execute step: nbgrader still restores the test cells before, and scores and
 writes the gradebook after, but the kernel it talks to starts like this:
 
-    unshare --mount --net --pid --fork --mount-proc --kill-child  python -m batchcourse.kernel_launcher
+    unshare --mount --net --pid --fork --mount-proc --kill-child  python -m batchcourse.grading.kernel_launcher
       (root in new namespaces)  covers solutions/, tests/, autograde/ (gradebook and other submissions),
                                 .git, the repository's parent folder, /tmp, /root and /home with empty
                                 file systems; mounts back, read-only, only Python, the environment, the
@@ -176,7 +176,7 @@ class SandboxedExecute(Execute):
         settings = {"folder": str(folder), "uid": uid, "memory_mb": self.memory_mb, "max_processes": self.max_processes}
         spec = KernelSpec(
             argv=["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
-                  sys.executable, "-m", "batchcourse.kernel_launcher", json.dumps(settings), "{connection_file}"],
+                  sys.executable, "-m", "batchcourse.grading.kernel_launcher", json.dumps(settings), "{connection_file}"],
             display_name="Python 3 (sandboxed)", language="python", interrupt_mode="message",
         )
         return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_OneSpec(spec),

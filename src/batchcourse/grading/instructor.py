@@ -8,7 +8,8 @@ export:   after hand grading, nbgrader's grades.csv and the Canvas import again.
 
 from pathlib import Path
 
-from . import grading, lms
+from .. import grading
+from . import lms
 
 EXIT_NOT_ALL_GRADED = 1  # some files or submissions were not graded; each is named with the reason
 EXIT_STOPPED = 3  # grading stopped before any score was written (the grader, not a student, has a problem)

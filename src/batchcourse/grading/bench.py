@@ -19,8 +19,8 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
-from . import grading
-from .paths import REPO_ROOT, SOLUTIONS_DIR
+from .. import grading
+from ..paths import REPO_ROOT, SOLUTIONS_DIR
 
 RESULTS = REPO_ROOT / "benchmarks" / "results.json"
 CASES_DIR = REPO_ROOT / "tests" / "cases"

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 PR_SET_PDEATHSIG = 1
 SYSTEM_TEMP_AND_HOMES = ("/tmp", "/var/tmp", "/dev/shm", "/root", "/home", "/run/user")
 
