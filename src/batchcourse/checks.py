@@ -527,6 +527,15 @@ class _NoEngine:
         raise ForbiddenRoutineError("autograd (backward, torch.autograd.grad) is not available in this test")
 
 
+_REMOTE = [None]
+
+
+def use_remote(session) -> None:
+    """Called by the grader's test process: graded names are proxies to the student's process there, and
+    `forbidden` and `calls_recorded` apply to the calls those proxies make."""
+    _REMOTE[0] = session
+
+
 @contextlib.contextmanager
 def forbidden(*routines: str, what: str):
     """Run the block with the named torch routines made unavailable.
@@ -534,6 +543,14 @@ def forbidden(*routines: str, what: str):
     `routines` are keys of ROUTINES or AUTOGRAD. The block fails with a sentence naming the
     routine when student code reaches it, by any name, even if it catches the error itself.
     """
+    remote = _REMOTE[0]
+    if remote is not None:
+        remote.forbidding.append((routines, what))
+        try:
+            yield
+        finally:
+            remote.forbidding.pop()
+        return
     hits: list[str] = []
     ops = frozenset().union(*(ROUTINES[r] for r in routines if r != AUTOGRAD))
     label = " or ".join(routines)
@@ -554,6 +571,37 @@ def forbidden(*routines: str, what: str):
             f"{what} called torch's own {label} ({hits[0]}); this function must be written from scratch "
             "with basic tensor operations."
         )
+
+
+@contextlib.contextmanager
+def calls_recorded(name: str, replacement=None):
+    """Count the calls of the notebook's function `name` while the block runs (by the student's other functions
+    too); yields a list with one item per call, complete when the block ends. With a `replacement`, those calls
+    run it instead, so that a test grades the calling function alone."""
+    calls: list[int] = []
+    remote = _REMOTE[0]
+    if remote is not None:
+        remote.recording = {name: 0}
+        remote.replacements = {name: replacement}
+        try:
+            yield calls
+        finally:
+            calls.extend([1] * remote.recording.get(name, 0))
+            remote.recording, remote.replacements = None, {}
+        return
+    namespace = sys._getframe(2).f_globals
+    original = namespace[name]
+    target = original if replacement is None else replacement
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return target(*args, **kwargs)
+
+    namespace[name] = counting
+    try:
+        yield calls
+    finally:
+        namespace[name] = original
 
 
 # ----------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
+from .trusted_execute import TrustedTests
+
 METADATA_KEY = "batchcourse_grading"
 KERNEL_USER_BASE = 200000
 
@@ -130,7 +132,7 @@ class _OneSpec(KernelSpecManager):
         return self.spec
 
 
-class SandboxedExecute(Execute):
+class SandboxedExecute(TrustedTests, Execute):
     """nbgrader's Execute step with the kernel in a sandbox (see the module docstring)."""
 
     isolate = Bool(True, help="Isolate every submission while it runs").tag(config=True)

@@ -1,0 +1,240 @@
+"""nbgrader's Execute step with the test cells taken out of the student's kernel.
+
+The student's cells run in the (sandboxed) kernel as before. Each test cell runs instead in the test
+process of the submission (`batchcourse.grading.trusted`), started for it under a user of its own; a graded
+name called there makes the grader run one request in the kernel and hand the reply back. The cell's
+outputs are what the test process reports, so nothing the kernel prints, displays or raises becomes a test
+result. A call that does not finish in the cell's time limit is interrupted and fails the test.
+"""
+
+import asyncio
+import atexit
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from jupyter_client.utils import run_sync
+from nbclient.exceptions import DeadKernelError
+from traitlets import Bool, HasTraits, Integer
+
+from .student_side import MIME
+
+TRUSTED_USER = 199999
+MAX_REPLY_BYTES = 300 * 1024 * 1024
+
+
+class TestProcessError(RuntimeError):
+    """The test process itself failed: a grader problem, never the student's."""
+
+
+def is_test_cell(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def defined_names(source: str) -> list[str]:
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def graded_names(nb) -> list[str]:
+    """The names the solution cells define: in a test, each is a proxy to the student's object."""
+    setup_names = set(defined_names(setup_source(nb)))
+    return sorted({name for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("solution")
+                   for name in defined_names(c.source)} - setup_names)
+
+
+def student_sources(nb) -> dict[str, str]:
+    """The code cells the student wrote, by index: read (never run) for the from-scratch rule."""
+    return {str(i): c.source for i, c in enumerate(nb.cells) if c.cell_type == "code" and not is_test_cell(c)
+            and not c.get("metadata", {}).get("nbgrader", {}).get("locked")}
+
+
+def setup_source(nb) -> str:
+    """The locked set-up cell: the first locked code cell that is not a test."""
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("locked") and not is_test_cell(cell):
+            return cell.source
+    return ""
+
+
+class _Lines:
+    """Lines from a pipe, with a deadline."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buffer = fd, b""
+
+    def readline(self, deadline: float) -> bytes:
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if ready:
+                chunk = os.read(self.fd, 1 << 20)
+                if not chunk:
+                    raise EOFError
+                self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+
+class TestProcesses:
+    """The grader's source of test processes: a clean process with torch loaded, under a user of its own and
+    without network, that forks one process per test cell. One per grading process, started on first use."""
+
+    def __init__(self, startup_seconds: int):
+        self.folder = Path(tempfile.mkdtemp(prefix="batchcourse-tests-"))
+        self.socket = self.folder / "tests.sock"
+        command = [sys.executable, "-m", "batchcourse.grading.trusted", str(self.socket)]
+        if os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("unshare"):
+            os.chown(self.folder, TRUSTED_USER, TRUSTED_USER)
+            command = ["unshare", "--net", "--ipc", "setpriv", f"--reuid={TRUSTED_USER}", f"--regid={TRUSTED_USER}",
+                       "--clear-groups", "--pdeathsig=KILL", *command]
+        env = {k: v for k, v in os.environ.items() if k.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_"))}
+        env.update(HOME=str(self.folder), TMPDIR=str(self.folder), MPLCONFIGDIR=str(self.folder), MPLBACKEND="Agg")
+        self.log = open(self.folder / "log.txt", "w+")
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+                                        cwd=self.folder, env=env)
+        deadline = time.monotonic() + startup_seconds
+        while not self.socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                message = self.tail()
+                self.close()
+                raise TestProcessError(f"the test process did not start: {message}")
+            time.sleep(0.05)
+        atexit.register(self.close)
+
+    def tail(self) -> str:
+        try:
+            self.log.seek(0)
+            return self.log.read()[-2000:] or "no message"
+        except (ValueError, OSError):
+            return "no message"
+
+    def connect(self) -> socket.socket:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(str(self.socket))
+        return connection
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class TrustedTests(HasTraits):
+    """A mixin for nbgrader's Execute: test cells run in processes of their own (see the module docstring)."""
+
+    trusted_tests = Bool(True, help="Run test cells in a separate process, never in the student's kernel").tag(config=True)
+    test_startup_seconds = Integer(120, help="Time the test process may take to start").tag(config=True)
+    _processes: TestProcesses | None = None
+
+    def preprocess_cell(self, cell, resources, index):
+        if not (self.trusted_tests and is_test_cell(cell)):
+            return super().preprocess_cell(cell, resources, index)
+        cell.outputs = [nbformat.from_dict(o) for o in self._run_test(cell.source)]
+        cell.execution_count = None
+        return cell, resources
+
+    def _test_processes(self) -> TestProcesses:
+        if TrustedTests._processes is None or not TrustedTests._processes.alive():
+            TrustedTests._processes = TestProcesses(self.test_startup_seconds)
+        return TrustedTests._processes
+
+    def _run_test(self, source: str) -> list[dict]:
+        deadline = time.monotonic() + (self.timeout or 120)
+        processes = self._test_processes()
+        with processes.connect() as connection:
+            lines = _Lines(connection.fileno())
+
+            def send(message: dict) -> None:
+                connection.sendall((json.dumps(message) + "\n").encode())
+
+            send({"op": "setup", "setup": setup_source(self.nb), "graded": graded_names(self.nb),
+                  "sources": student_sources(self.nb)})
+            send({"op": "run", "source": source})
+            while True:
+                try:
+                    message = json.loads(lines.readline(deadline))
+                except TimeoutError:
+                    return [_error("CellTimeoutError", f"the test did not finish within {self.timeout} s")]
+                except (EOFError, ValueError) as error:
+                    raise TestProcessError(f"a test process stopped: {processes.tail()}") from error
+                if message.get("op") == "call":
+                    send(self._kernel_request(message["payload"], deadline))
+                elif message.get("op") == "done":
+                    return message["outputs"]
+
+    # -- one request in the student's kernel ----------------------------------------------------
+
+    def _kernel_request(self, payload: str, deadline: float) -> dict:
+        try:
+            data = run_sync(self._ask_kernel)(payload, deadline)
+        except TimeoutError:
+            run_sync(self._interrupt)()
+            return {"op": "reply", "error": f"the notebook's code did not finish within {self.timeout} s of this test"}
+        if data is None:
+            return {"op": "reply", "error": "the notebook's kernel gave no answer (did its code replace the course's "
+                                            "grading module, or print instead of returning?)"}
+        return {"op": "reply", "payload": data}
+
+    async def _ask_kernel(self, payload: str, deadline: float):
+        code = f"__import__('batchcourse.grading.student_side', fromlist=['serve']).serve({payload!r})"
+        msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
+        reply = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            if not await self.km.is_alive():
+                raise DeadKernelError("the kernel died")
+            try:
+                message = await self.kc.get_iopub_msg(timeout=min(remaining, 1.0))
+            except Exception:  # noqa: BLE001 - queue.Empty: nothing yet, look again
+                continue
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "display_data" and reply is None and isinstance(content.get("data", {}).get(MIME), str):
+                reply = content["data"][MIME]
+                if len(reply) > MAX_REPLY_BYTES:
+                    reply = None
+            elif kind == "status" and content.get("execution_state") == "idle":
+                return reply
+
+    async def _interrupt(self):
+        await self.km.interrupt_kernel()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                message = await self.kc.get_iopub_msg(timeout=1.0)
+            except Exception:  # noqa: BLE001
+                continue
+            if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
+                return
+        await asyncio.sleep(0)
+
+
+def _error(ename: str, evalue: str) -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+
