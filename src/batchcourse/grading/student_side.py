@@ -84,6 +84,30 @@ def _forbidden(ops: list[str], hits: list):
         library._destroy()
 
 
+class _NoAutograd:
+    """Stands in for torch's autograd engine while a function that must not use autograd runs."""
+
+    def __init__(self, hits: list):
+        self.hits = hits
+
+    def __getattr__(self, name):
+        self.hits.append("the autograd engine")
+        raise RuntimeError("autograd (backward, torch.autograd.grad) is not available in this test")
+
+
+@contextlib.contextmanager
+def _without_autograd(refuse: bool, hits: list):
+    if not refuse:
+        yield
+        return
+    owner = torch.autograd.variable.Variable
+    engine, owner._execution_engine = owner._execution_engine, _NoAutograd(hits)
+    try:
+        yield
+    finally:
+        owner._execution_engine = engine
+
+
 @contextlib.contextmanager
 def _recording(record: dict, counts: dict):
     """Count the calls of these graded names made through the notebook's namespace (running the test's
@@ -132,7 +156,10 @@ def _call(request: dict) -> dict:
         target = getattr(target, request["getattr"])
     reply = {"hits": hits, "counts": counts}
     try:
-        with _forbidden(request.get("forbidden", []), hits), _recording(request.get("record") or {}, counts):
+        if isinstance(request.get("rng"), torch.Tensor):
+            torch.set_rng_state(request["rng"])
+        with _forbidden(request.get("forbidden", []), hits), _recording(request.get("record") or {}, counts), \
+                _without_autograd(request.get("no_autograd", False), hits):
             if request.get("setattr"):
                 setattr(target, request["setattr"], args[0])
                 result = None
@@ -152,6 +179,7 @@ def _call(request: dict) -> dict:
     reply["result"] = writer.write(result)
     known.clear()
     reply["mirror"] = [writer.write(shipped[i], False) for i in top]
+    reply["rng"] = writer.write(torch.get_rng_state(), False)
     if writer.graph_outputs:
         SESSION.calls[number] = (writer.graph_outputs, shipped, grads_before)
         reply["call"] = number
@@ -170,7 +198,7 @@ def _backward(request: dict):
     hits = []
     reply = {"hits": hits}
     try:
-        with _forbidden(request.get("forbidden", []), hits):
+        with _forbidden(request.get("forbidden", []), hits), _without_autograd(request.get("no_autograd", False), hits):
             torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
     except Exception as error:  # noqa: BLE001
         reply["error"] = _error(error)

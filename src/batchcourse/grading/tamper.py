@@ -36,9 +36,10 @@ BLOCKING_NAMES = {
     "settrace": "traces the interpreter", "setprofile": "traces the interpreter",
     "get_ipython": "reaches into the kernel", "do_execute": "changes how the kernel runs cells",
     "run_cell": "changes how the kernel runs cells", "InteractiveShell": "reaches into the kernel",
+    "student_side": "reaches into the grading channel", "_DYNAMIC_CLASS_TRACKER_BY_CLASS": "reaches into the grading channel",
 }
 BLOCKING_MODULES = {"builtins", "ctypes", "torch.library", "torch.utils._python_dispatch", "torch.overrides", "cffi",
-                    "ipykernel", "IPython", "zmq", "jupyter_client"}
+                    "ipykernel", "IPython", "zmq", "jupyter_client", "batchcourse.grading", "cloudpickle"}
 NOTED_MODULES = {"subprocess", "socket", "urllib", "requests", "http", "signal", "multiprocessing", "gc",
                  "importlib", "sqlite3", "shutil"}
 NOTED_CALLS = {"exec", "eval", "compile", "__import__", "fork", "system", "popen", "kill"}

@@ -190,6 +190,9 @@ class Remote:
         routines = {r for group, _ in self.forbidding for r in group}
         return sorted(set().union(*(checks.ROUTINES[r] for r in routines if r in checks.ROUTINES)))
 
+    def _no_autograd(self) -> bool:
+        return any(checks.AUTOGRAD in group for group, _ in self.forbidding)
+
     def _read(self, data: bytes, shipped=()) -> tuple[wire.Reader, dict]:
         try:
             reader = wire.Reader(data, shipped, self._test_class, self._handle)
@@ -224,7 +227,7 @@ class Remote:
         shipped, top = wire.shipped_objects((args, kwargs))
         request = {"op": "call", "target": list(target), "args": args, "kwargs": kwargs,
                    "grads": [s.grad if isinstance(s, torch.Tensor) and s.is_leaf else None for s in shipped],
-                   "forbidden": self._ops(), "record": {n: self.replacements.get(n) for n in self.recording or {}},
+                   "forbidden": self._ops(), "no_autograd": self._no_autograd(), "rng": torch.get_rng_state(), "record": {n: self.replacements.get(n) for n in self.recording or {}},
                    "getattr": getattr_name, "setattr": setattr_name, "call": call, "iterate": iterate}
         reader, tree = self._read(self._send(request), shipped)
         self._check_reply(tree, label)
@@ -235,9 +238,18 @@ class Remote:
             raise StudentCodeError(f"{label} returned something that cannot be checked: {error}") from None
         for index, fresh in zip(top, mirror):
             merge(shipped[index], fresh)
+        self._follow_rng(reader, tree.get("rng"))
         if reader.graph_outputs and "call" in tree:
             result = self._attach_graph(result, reader.graph_outputs, shipped, tree["call"])
         return result
+
+    @staticmethod
+    def _follow_rng(reader, node) -> None:
+        """The global random generator moves as the student's function moved it in the kernel."""
+        with contextlib.suppress(wire.WireError, ValueError, TypeError, KeyError, IndexError, RuntimeError):
+            state = reader.read(node)
+            if type(state) is torch.Tensor and state.dtype == torch.uint8 and state.shape == torch.get_rng_state().shape:
+                torch.set_rng_state(state)
 
     def _attach_graph(self, result, outputs: dict, shipped: list, number):
         order = sorted(outputs)
@@ -252,7 +264,7 @@ class Remote:
         return replace_identical(result, {id(v): a for v, a in zip(values, attached)})
 
     def backward(self, link, grads) -> list:
-        request = {"op": "backward", "call": link["call"], "forbidden": self._ops(),
+        request = {"op": "backward", "call": link["call"], "forbidden": self._ops(), "no_autograd": self._no_autograd(),
                    "grads": [g.detach() if isinstance(g, torch.Tensor) else None for g in grads]}
         reader, tree = self._read(self._send(request))
         self._check_reply(tree, "the backward pass")
@@ -292,10 +304,12 @@ FORBIDDEN_ATTRIBUTES = {
                    "BatchNorm3d", "_BatchNorm", "_NormBase", "LazyBatchNorm2d", "instance_norm", "InstanceNorm2d",
                    "batch_norm_elemt", "batch_norm_stats", "_batch_norm_impl_index", "SyncBatchNorm"},
 }
+FORBIDDEN_ATTRIBUTES["autograd"] = {"backward", "autograd", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "hessian"}
 FORBIDDEN_ATTRIBUTES["normalization"] = FORBIDDEN_ATTRIBUTES["batch_norm"] | {
     "group_norm", "native_group_norm", "GroupNorm", "layer_norm", "native_layer_norm", "LayerNorm", "rms_norm",
     "RMSNorm", "InstanceNorm1d", "InstanceNorm3d", "LocalResponseNorm"}
-DYNAMIC = {"eval", "exec", "compile", "__import__", "import_module", "ops", "__getattribute__"}
+DYNAMIC_CALLS = {"eval", "exec", "compile", "__import__", "getattr"}
+DYNAMIC_ATTRIBUTES = {"import_module", "ops", "__getattribute__", "__dict__"}
 
 
 def _defining_source(sources: dict[str, str], name: str) -> str | None:
@@ -319,19 +333,35 @@ def static_forbidden(sources: dict[str, str], name: str, routines) -> str | None
         return None
     tree = ast.parse(source)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and (node.attr in names or node.attr in DYNAMIC):
+        if isinstance(node, ast.Attribute) and (node.attr in names or node.attr in DYNAMIC_ATTRIBUTES):
             return f"{node.attr} (line {node.lineno})"
         if isinstance(node, ast.Attribute) and node.attr == "unfold" and isinstance(node.value, (ast.Name, ast.Attribute)) \
                 and (getattr(node.value, "id", None) == "F" or getattr(node.value, "attr", None) == "functional"):
             return f"unfold (line {node.lineno})"
-        if isinstance(node, ast.Name) and node.id in DYNAMIC:
-            return f"{node.id} (line {node.lineno})"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DYNAMIC_CALLS \
+                and (node.func.id != "getattr" or _suspicious_getattr(node, names)):
+            return f"{node.func.id}() (line {node.lineno})"
         if isinstance(node, ast.ImportFrom) and any(a.name in names for a in node.names):
             return f"{node.module}.{next(a.name for a in node.names if a.name in names)} (line {node.lineno})"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names | {"unfold"} \
-                and any(isinstance(p, ast.Call) and getattr(p.func, "id", None) == "getattr" for p in ast.walk(tree)):
-            return f"getattr(..., {node.value!r}) (line {node.lineno})"
     return None
+
+
+TORCH_ROOTS = {"torch", "F", "nn", "functional", "aten", "_C", "_VariableFunctions"}
+
+
+def _suspicious_getattr(call: ast.Call, names: set[str]) -> bool:
+    """getattr of a forbidden routine's name, or of a computed name on torch or one of its modules."""
+    if len(call.args) < 2:
+        return False
+    name = call.args[1]
+    if isinstance(name, ast.Constant):
+        return name.value in names | {"unfold"}
+    root = call.args[0]
+    while isinstance(root, ast.Attribute):
+        if root.attr in TORCH_ROOTS:
+            return True
+        root = root.value
+    return isinstance(root, ast.Name) and root.id in TORCH_ROOTS
 
 
 # ----------------------------------------------------------------------------------------

@@ -152,7 +152,14 @@ class TrustedTests(HasTraits):
     def preprocess_cell(self, cell, resources, index):
         if not (self.trusted_tests and is_test_cell(cell)):
             return super().preprocess_cell(cell, resources, index)
-        cell.outputs = [nbformat.from_dict(o) for o in self._run_test(cell.source)]
+        try:
+            outputs = self._run_test(cell.source)
+        except (TestProcessError, OSError):
+            # The grader's own test process failed (killed, out of memory): start a new one and try once more,
+            # so that a fault of the grader does not cost the student the test.
+            self._restart_test_processes()
+            outputs = self._run_test(cell.source)
+        cell.outputs = [nbformat.from_dict(o) for o in outputs]
         cell.execution_count = None
         return cell, resources
 
@@ -160,6 +167,11 @@ class TrustedTests(HasTraits):
         if TrustedTests._processes is None or not TrustedTests._processes.alive():
             TrustedTests._processes = TestProcesses(self.test_startup_seconds)
         return TrustedTests._processes
+
+    def _restart_test_processes(self) -> None:
+        if TrustedTests._processes is not None:
+            TrustedTests._processes.close()
+            TrustedTests._processes = None
 
     def _run_test(self, source: str) -> list[dict]:
         deadline = time.monotonic() + (self.timeout or 120)
