@@ -69,9 +69,17 @@ def release(args) -> int:
 
 
 def grade(args) -> int:
-    from .grading import instructor
+    from .grading import instructor, parallel
 
-    return instructor.grade(*course(args), args.assignments, collect=args.zip)
+    if args.slice and args.zip:
+        print("--slice grades part of autograde/submitted/: collect with --zip on one grader first, without --slice")
+        return 2
+    try:
+        part = parallel.parse_slice(args.slice) if args.slice else None
+    except ValueError as problem:
+        print(problem)
+        return 2
+    return instructor.grade(*course(args), args.assignments, collect=args.zip, workers=args.workers, part=part)
 
 
 def feedback(args) -> int:
@@ -133,6 +141,10 @@ def main(argv: list[str]) -> int:
         if name == "grade":
             p.add_argument("--zip", action="store_true",
                            help="first collect an LMS download from autograde/downloaded/<id>/archive/")
+            p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                           help="submissions graded at once, each in its own sandbox (default: the number of cores)")
+            p.add_argument("--slice", metavar="K/N", help="grade only slice K of N of the students (several graders "
+                           "sharing one PostgreSQL gradebook)")
         p.add_argument("--course-root", default=str(REPO_ROOT), help="work on another copy of the course")
         p.add_argument("assignments", nargs="*")
         p.set_defaults(run=run)

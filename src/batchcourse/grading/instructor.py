@@ -9,7 +9,7 @@ export:   after hand grading, nbgrader's grades.csv and the Canvas import again.
 from pathlib import Path
 
 from .. import grading
-from . import lms
+from . import lms, parallel
 
 EXIT_NOT_ALL_GRADED = 1  # some files or submissions were not graded; each is named with the reason
 EXIT_STOPPED = 3  # grading stopped before any score was written (the grader, not a student, has a problem)
@@ -59,7 +59,10 @@ def write_exports(root: Path, db_url: str, assignments: list[str]) -> None:
             print(f"{assignment}: Canvas gradebook import written to {lms.write_canvas_csv(root, assignment, db_url)}")
 
 
-def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False) -> int:
+def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False, workers: int | None = None,
+          part: tuple[int, int] | None = None) -> int:
+    """`workers` submissions are graded at once (default: one per core); `part` (K, N) grades only slice K
+    of N of the students, for several graders sharing one PostgreSQL gradebook (see parallel.py)."""
     from .tamper import write_report
 
     assignments = assignments or grading.course_assignments(root)
@@ -71,9 +74,7 @@ def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False
     not_graded = 0
     for assignment in assignments:
         if has_submissions(root, assignment):
-            run = grading.autograde(assignment, root, db_url)
-            for student in grading.ungraded(assignment, root):
-                problems[assignment][student] = f"nbgrader could not grade it: {grading.nbgrader_cause(run.stdout, student)}"
+            problems[assignment].update(parallel.grade_all(assignment, root, db_url, workers, part))
             print(f"{assignment}: tamper report in {write_report(root, assignment)}")
         else:
             print(f"{assignment}: no submissions under {root / 'autograde' / 'submitted'}/<student>/{assignment}/")
