@@ -400,7 +400,7 @@ def test_two_workers_give_the_serial_scores_and_a_crash_costs_only_its_own_grade
     assert result.returncode == instructor.EXIT_NOT_ALL_GRADED, out + result.stderr
     assert "NOT GRADED  carl: its grader process was killed (signal 9)" in out
     assert "NOT GRADED  dave: not valid JSON" in out and "2 file(s) or submission(s) were not graded" in out
-    assert "[4/4]" in out and "ETA" in out and "graded by 2 worker(s)" in out
+    assert "[4/4]" in out and "ETA" in out and "4 submission(s) through 2 worker(s)" in out
     assert out.index("grading the solution first") < out.index("[1/4]")
     assert not (root / "autograde" / "autograded" / "carl" / A).exists(), "a killed grader's output must go"
     found = points(grading.sqlite_url(root))

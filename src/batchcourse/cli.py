@@ -115,7 +115,8 @@ def handout(args) -> int:
 def bench(args) -> int:
     from .grading.bench import run_benchmark
 
-    return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids())
+    return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids(),
+                         class_size=args.class_size)
 
 
 def main(argv: list[str]) -> int:
@@ -154,6 +155,8 @@ def main(argv: list[str]) -> int:
     p.set_defaults(run=sweep)
     p = sub.add_parser("bench", help="execute and grade everything; write benchmarks/results.json")
     p.add_argument("--submissions", type=int, default=20)
+    p.add_argument("--class-size", type=int, default=0,
+                   help="also grade a class of this size with 1 and 2 workers (on the first assignment)")
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=bench)
     p = sub.add_parser("handout", help="write the workshop handout: static pages and a PDF, readable offline")

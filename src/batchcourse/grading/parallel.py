@@ -124,7 +124,7 @@ class Progress:
     def close(self) -> None:
         if self.live:
             print(file=self.stream, flush=True)
-        print(f"{self.assignment}: {self.total} submission(s) graded by {self.workers} worker(s) in "
+        print(f"{self.assignment}: {self.total} submission(s) through {self.workers} worker(s) in "
               f"{duration(time.monotonic() - self.start)}", file=self.stream, flush=True)
 
 
