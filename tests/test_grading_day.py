@@ -430,3 +430,23 @@ def test_slices_split_any_class_into_disjoint_parts():
             parse_slice(wrong)
     assert worker_db_url("sqlite:////x/gradebook.db") == "sqlite:////x/gradebook.db?timeout=120"
     assert worker_db_url("postgresql://u@/course?host=/tmp") == "postgresql://u@/course?host=/tmp"
+
+
+def test_a_slice_reports_only_its_own_files_of_the_download(tmp_path, capsys):
+    from batchcourse.grading.parallel import in_slice
+
+    students = [f"s{i}" for i in range(8)]
+    mine = [s for s in students if in_slice(s, (1, 2))]
+    assert 0 < len(mine) < len(students)
+    records = [lms.DownloadFile(file=f"{s}_{A}.ipynb", student_id=s) for s in students]
+    records.append(lms.DownloadFile(file="notes.pdf", reason="not a notebook"))
+    problems = {mine[0]: "nbgrader could not grade it: boom"}
+    (tmp_path / "autograde").mkdir()
+    not_graded = instructor.report_download(tmp_path, A, records, problems, part=(1, 2))
+    out = capsys.readouterr().out
+    assert not_graded == 2 and problems == {}
+    assert f"{len(mine) - 1} of {len(mine) + 1} files of the download graded" in out
+    assert f"{len(students) - len(mine)} file(s) of the download belong to other slices" in out
+    assert f"NOT GRADED  {mine[0]}_{A}.ipynb: nbgrader could not grade it: boom" in out
+    recorded = {r.student_id: r for r in lms.read_download_record(tmp_path, A) if r.student_id}
+    assert len(recorded) == len(students), "the record keeps every file, for the Canvas ids of the export"

@@ -37,19 +37,28 @@ def prepare(root: Path, db_url: str, assignments: list[str], collect: bool):
     return downloads, problems
 
 
-def report_download(root: Path, assignment: str, records, problems: dict[str, str]) -> int:
+def report_download(root: Path, assignment: str, records, problems: dict[str, str],
+                    part: tuple[int, int] | None = None) -> int:
     """Say what became of every file of the download; write autograde/download_<id>.csv; count those not graded.
 
-    The problems of students whose file is in the download are taken out of `problems`."""
+    The problems of students whose file is in the download are taken out of `problems`. With a slice, the files
+    of other slices' students are recorded as left to their graders, and neither listed nor counted here."""
+    others = 0
     for record in records:
+        if record.student_id and not parallel.in_slice(record.student_id, part):
+            record.reason, record.graded = f"left to the grader of another slice than {part[0]}/{part[1]}", False
+            others += 1
+            continue
         if record.student_id and not record.reason:
             record.reason = problems.pop(record.student_id, "")
             record.graded = not record.reason
         if not record.graded:
             print(f"  NOT GRADED  {record.file}: {record.reason}")
-    print(f"{assignment}: {sum(r.graded for r in records)} of {len(records)} files of the download graded; "
-          f"account in {lms.write_download_record(root, assignment, records)}")
-    return sum(not r.graded for r in records)
+    if others:
+        print(f"{assignment}: {others} file(s) of the download belong to other slices")
+    print(f"{assignment}: {sum(r.graded for r in records)} of {len(records) - others} files of the download "
+          f"graded; account in {lms.write_download_record(root, assignment, records)}")
+    return sum(not r.graded for r in records) - others
 
 
 def write_exports(root: Path, db_url: str, assignments: list[str]) -> None:
@@ -79,7 +88,8 @@ def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False
         else:
             print(f"{assignment}: no submissions under {root / 'autograde' / 'submitted'}/<student>/{assignment}/")
         if assignment in downloads:
-            not_graded += report_download(root, assignment, downloads[assignment], problems[assignment])
+            not_graded += report_download(root, assignment, downloads[assignment], problems[assignment], part)
+        problems[assignment] = {s: why for s, why in problems[assignment].items() if parallel.in_slice(s, part)}
         for student, why in problems[assignment].items():
             print(f"  NOT GRADED  {student}: {why}")
             not_graded += 1
