@@ -4,12 +4,16 @@ One Canvas-style download of 00_orientation (a correct, a half-correct, a late b
 another assignment's and a non-notebook file) is graded once in a scratch course and shared by the tests.
 """
 
+import contextlib
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -314,3 +318,135 @@ def test_every_instructor_command_takes_a_course_root_and_the_database_url(monke
         with pytest.raises(SystemExit):
             cli.main([task, "--help"])
         assert "--course-root" in capsys.readouterr().out, task
+
+
+# ----------------------------------------------------------------------------------------
+# Parallel grading: the same scores with two workers as with one, on SQLite and PostgreSQL.
+
+def batch_course(parent: Path, extra_students: tuple[str, ...] = ()) -> Path:
+    """The solution (ada), a blank (bob), one wrong answer (ben) and a broken notebook (dave); `extra_students`
+    hand in the solution too."""
+    root = released_course(parent)
+    student, solution = notebooks(root)
+    half = grading.make_submission(student, {"stack_images": solution["stack_images"], "split_batch": HALF_WRONG})
+    for name, notebook in {"ada": grading.make_submission(student, solution), "bob": student, "ben": half,
+                           **{name: grading.make_submission(student, solution) for name in extra_students}}.items():
+        grading.place_submission(notebook, root, name, A)
+    broken = root / "autograde" / "submitted" / "dave" / A
+    broken.mkdir(parents=True)
+    (broken / f"{A}.ipynb").write_text('{"cells": [')
+    return root
+
+
+def points(db_url: str) -> dict[str, dict[str, float]]:
+    return {student: {grade: cell.score for grade, cell in cells.items()}
+            for student, cells in grading.scores(A, db_url).items()}
+
+
+def descendants(pid: int) -> list[int]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return children + [d for child in children for d in descendants(child)]
+
+
+def crash_grader_of(student: str, root: Path) -> threading.Thread:
+    """Kill (SIGKILL) the nbgrader process grading `student` in `root` once it has started writing its output,
+    with the sandbox it started, as a crash would."""
+    marker, folder = f"--student={student}", root / "autograde" / "autograded" / student / A
+
+    def watch() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            for proc in Path("/proc").iterdir():
+                try:
+                    command = (proc / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if marker.encode() in command and f"--CourseDirectory.root={root}".encode() in command:
+                    while not folder.exists() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    pid = int(proc.name)
+                    for process in [pid, *descendants(pid)]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(process, signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(scope="module")
+def serial_points(tmp_path_factory):
+    root = batch_course(tmp_path_factory.mktemp("serial"))
+    result = cli_run("grade", "--workers", "1", "--course-root", str(root), A)
+    assert result.returncode == instructor.EXIT_NOT_ALL_GRADED, result.stdout + result.stderr
+    found = points(grading.sqlite_url(root))
+    assert set(found) == {"ada", "ben", "bob"} and sum(filter(None, found["ada"].values())) == 9
+    assert not any(found["bob"].values())
+    return found
+
+
+@pytest.mark.notebooks
+def test_two_workers_give_the_serial_scores_and_a_crash_costs_only_its_own_grade(tmp_path, serial_points):
+    root = batch_course(tmp_path, extra_students=("carl",))
+    watcher = crash_grader_of("carl", root)
+    result = cli_run("grade", "--workers", "2", "--course-root", str(root), A)
+    watcher.join(timeout=5)
+    out = result.stdout
+    assert result.returncode == instructor.EXIT_NOT_ALL_GRADED, out + result.stderr
+    assert "NOT GRADED  carl: its grader process was killed (signal 9)" in out
+    assert "NOT GRADED  dave: not valid JSON" in out and "2 file(s) or submission(s) were not graded" in out
+    assert "[4/4]" in out and "ETA" in out and "4 submission(s) through 2 worker(s)" in out
+    assert out.index("grading the solution first") < out.index("[1/4]")
+    assert not (root / "autograde" / "autograded" / "carl" / A).exists(), "a killed grader's output must go"
+    found = points(grading.sqlite_url(root))
+    assert {student: found[student] for student in serial_points} == serial_points
+
+
+@pytest.mark.notebooks
+def test_two_workers_into_a_postgresql_gradebook_give_the_serial_scores(tmp_path, postgres_url, serial_points):
+    root = batch_course(tmp_path)
+    (root / "autograde" / "gradebook.db").unlink()
+    result = cli_run("grade", "--workers", "2", "--course-root", str(root), A, NBGRADER_DB_URL=postgres_url)
+    assert result.returncode == instructor.EXIT_NOT_ALL_GRADED, result.stdout + result.stderr
+    assert points(postgres_url) == serial_points
+    assert not (root / "autograde" / "gradebook.db").exists()
+
+
+def test_slices_split_any_class_into_disjoint_parts():
+    from batchcourse.grading.parallel import in_slice, parse_slice, worker_db_url
+
+    students = [f"s{i}" for i in range(300)]
+    parts = [{s for s in students if in_slice(s, (k, 3))} for k in (1, 2, 3)]
+    assert set.union(*parts) == set(students) and sum(map(len, parts)) == len(students)
+    assert all(len(part) > 50 for part in parts)
+    assert parse_slice("2/3") == (2, 3)
+    for wrong in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(ValueError):
+            parse_slice(wrong)
+    assert worker_db_url("sqlite:////x/gradebook.db") == "sqlite:////x/gradebook.db?timeout=120"
+    assert worker_db_url("postgresql://u@/course?host=/tmp") == "postgresql://u@/course?host=/tmp"
+
+
+def test_a_slice_reports_only_its_own_files_of_the_download(tmp_path, capsys):
+    from batchcourse.grading.parallel import in_slice
+
+    students = [f"s{i}" for i in range(8)]
+    mine = [s for s in students if in_slice(s, (1, 2))]
+    assert 0 < len(mine) < len(students)
+    records = [lms.DownloadFile(file=f"{s}_{A}.ipynb", student_id=s) for s in students]
+    records.append(lms.DownloadFile(file="notes.pdf", reason="not a notebook"))
+    problems = {mine[0]: "nbgrader could not grade it: boom"}
+    (tmp_path / "autograde").mkdir()
+    not_graded = instructor.report_download(tmp_path, A, records, problems, part=(1, 2))
+    out = capsys.readouterr().out
+    assert not_graded == 2 and problems == {}
+    assert f"{len(mine) - 1} of {len(mine) + 1} files of the download graded" in out
+    assert f"{len(students) - len(mine)} file(s) of the download belong to other slices" in out
+    assert f"NOT GRADED  {mine[0]}_{A}.ipynb: nbgrader could not grade it: boom" in out
+    recorded = {r.student_id: r for r in lms.read_download_record(tmp_path, A) if r.student_id}
+    assert len(recorded) == len(students), "the record keeps every file, for the Canvas ids of the export"

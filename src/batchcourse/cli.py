@@ -69,9 +69,14 @@ def release(args) -> int:
 
 
 def grade(args) -> int:
-    from .grading import instructor
+    from .grading import instructor, parallel
 
-    return instructor.grade(*course(args), args.assignments, collect=args.zip)
+    try:
+        part = parallel.parse_slice(args.slice) if args.slice else None
+    except ValueError as problem:
+        print(problem)
+        return 2
+    return instructor.grade(*course(args), args.assignments, collect=args.zip, workers=args.workers, part=part)
 
 
 def feedback(args) -> int:
@@ -107,7 +112,8 @@ def handout(args) -> int:
 def bench(args) -> int:
     from .grading.bench import run_benchmark
 
-    return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids())
+    return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids(),
+                         class_size=args.class_size)
 
 
 def main(argv: list[str]) -> int:
@@ -133,6 +139,10 @@ def main(argv: list[str]) -> int:
         if name == "grade":
             p.add_argument("--zip", action="store_true",
                            help="first collect an LMS download from autograde/downloaded/<id>/archive/")
+            p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                           help="submissions graded at once, each in its own sandbox (default: the number of cores)")
+            p.add_argument("--slice", metavar="K/N", help="grade only slice K of N of the students (several graders "
+                           "sharing one PostgreSQL gradebook)")
         p.add_argument("--course-root", default=str(REPO_ROOT), help="work on another copy of the course")
         p.add_argument("assignments", nargs="*")
         p.set_defaults(run=run)
@@ -142,6 +152,8 @@ def main(argv: list[str]) -> int:
     p.set_defaults(run=sweep)
     p = sub.add_parser("bench", help="execute and grade everything; write benchmarks/results.json")
     p.add_argument("--submissions", type=int, default=20)
+    p.add_argument("--class-size", type=int, default=0,
+                   help="also grade a class of this size with 1 and 2 workers (on the first assignment)")
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=bench)
     p = sub.add_parser("handout", help="write the workshop handout: static pages and a PDF, readable offline")

@@ -1,11 +1,13 @@
 """The benchmark: execution time and peak memory of every solution notebook, and autograde
-time per submission for a synthetic class. Writes benchmarks/results.json.
+time per submission for a synthetic class. Writes benchmarks/results.json. With --class-size N (opt-in,
+a few minutes): a class of N submissions graded with 1 and with 2 workers, to measure parallel grading.
 
 Budgets on the course's reference machine (2 CPU cores): a solution notebook executes in 60 s
 at most, one submission autogrades in 45 s at most, a kernel peaks at 2 GB at most.
 """
 
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -20,6 +22,7 @@ import torch
 from nbclient import NotebookClient
 
 from .. import grading
+from . import parallel
 from ..paths import REPO_ROOT, SOLUTIONS_DIR
 
 RESULTS = REPO_ROOT / "benchmarks" / "results.json"
@@ -89,6 +92,31 @@ def isolation_overhead(assignment: str, submissions: int = 5) -> dict:
             "overhead_seconds_per_submission": round(seconds["sandboxed"] - seconds["plain"], 1)}
 
 
+def parallel_grading(assignment: str, size: int = 40) -> dict:
+    """The same class of `size` submissions graded with 1 and with 2 workers: wall time, speed-up, throughput.
+
+    Scores must be identical; the canary is left out (it runs once per grading, whatever the class)."""
+    seconds, found = {}, {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for workers in (1, 2):
+            course = _class_of(assignment, Path(scratch) / f"workers{workers}", size)
+            start = time.perf_counter()
+            not_graded = parallel.grade_all(assignment, course.root, course.db_url, workers, stream=io.StringIO())
+            seconds[workers] = time.perf_counter() - start
+            assert not not_graded, f"{workers} worker(s) could not grade {not_graded}"
+            found[workers] = course.scores()
+    assert found[1] == found[2], "2 workers gave other scores than 1"
+    cores = min(2, os.cpu_count() or 1)
+    return {
+        "assignment": assignment, "submissions": size, "identical_scores": True,
+        "seconds_1_worker": round(seconds[1], 1), "seconds_2_workers": round(seconds[2], 1),
+        "speedup": round(seconds[1] / seconds[2], 2),
+        "seconds_per_submission_1_worker": round(seconds[1] / size, 2),
+        "seconds_per_submission_2_workers": round(seconds[2] / size, 2),
+        "submissions_per_minute_per_core": round(60 * size / seconds[2] / cores, 1),
+    }
+
+
 def bench_assignment(assignment: str, submissions: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         execute_seconds, peak_mb = _execute(grading.read(SOLUTIONS_DIR / assignment / f"{assignment}.ipynb"),
@@ -114,8 +142,10 @@ def within_budget(result: dict) -> bool:
             and result["kernel_peak_memory_mb"] <= BUDGETS["peak_memory_mb"])
 
 
-def run_benchmark(submissions: int, assignments: list[str]) -> int:
-    """Measure the given assignments; the figures of assignments not measured now stay as they were."""
+def run_benchmark(submissions: int, assignments: list[str], class_size: int = 0) -> int:
+    """Measure the given assignments; the figures of assignments not measured now stay as they were.
+
+    With `class_size`, also grade a class of that size with 1 and 2 workers (on the first assignment)."""
     previous = json.loads(RESULTS.read_text()).get("assignments", {}) if RESULTS.is_file() else {}
     results = {
         "measured_on": str(date.today()),
@@ -128,6 +158,9 @@ def run_benchmark(submissions: int, assignments: list[str]) -> int:
     print(f"floor: {results['floor_kernel_start_and_import_torch']}", flush=True)
     results["isolation"] = isolation_overhead(assignments[0])
     print(f"isolation: {results['isolation']}", flush=True)
+    if class_size:
+        results["parallel_grading"] = parallel_grading(assignments[0], class_size)
+        print(f"parallel grading: {results['parallel_grading']}", flush=True)
     for assignment in assignments:
         result = bench_assignment(assignment, submissions)
         result["within_budget"] = within_budget(result)

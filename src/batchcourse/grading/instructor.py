@@ -9,7 +9,7 @@ export:   after hand grading, nbgrader's grades.csv and the Canvas import again.
 from pathlib import Path
 
 from .. import grading
-from . import lms
+from . import lms, parallel
 
 EXIT_NOT_ALL_GRADED = 1  # some files or submissions were not graded; each is named with the reason
 EXIT_STOPPED = 3  # grading stopped before any score was written (the grader, not a student, has a problem)
@@ -37,19 +37,28 @@ def prepare(root: Path, db_url: str, assignments: list[str], collect: bool):
     return downloads, problems
 
 
-def report_download(root: Path, assignment: str, records, problems: dict[str, str]) -> int:
+def report_download(root: Path, assignment: str, records, problems: dict[str, str],
+                    part: tuple[int, int] | None = None) -> int:
     """Say what became of every file of the download; write autograde/download_<id>.csv; count those not graded.
 
-    The problems of students whose file is in the download are taken out of `problems`."""
+    The problems of students whose file is in the download are taken out of `problems`. With a slice, the files
+    of other slices' students are recorded as left to their graders, and neither listed nor counted here."""
+    others = 0
     for record in records:
+        if record.student_id and not parallel.in_slice(record.student_id, part):
+            record.reason, record.graded = f"left to the grader of another slice than {part[0]}/{part[1]}", False
+            others += 1
+            continue
         if record.student_id and not record.reason:
             record.reason = problems.pop(record.student_id, "")
             record.graded = not record.reason
         if not record.graded:
             print(f"  NOT GRADED  {record.file}: {record.reason}")
-    print(f"{assignment}: {sum(r.graded for r in records)} of {len(records)} files of the download graded; "
-          f"account in {lms.write_download_record(root, assignment, records)}")
-    return sum(not r.graded for r in records)
+    if others:
+        print(f"{assignment}: {others} file(s) of the download belong to other slices")
+    print(f"{assignment}: {sum(r.graded for r in records)} of {len(records) - others} files of the download "
+          f"graded; account in {lms.write_download_record(root, assignment, records)}")
+    return sum(not r.graded for r in records) - others
 
 
 def write_exports(root: Path, db_url: str, assignments: list[str]) -> None:
@@ -59,7 +68,10 @@ def write_exports(root: Path, db_url: str, assignments: list[str]) -> None:
             print(f"{assignment}: Canvas gradebook import written to {lms.write_canvas_csv(root, assignment, db_url)}")
 
 
-def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False) -> int:
+def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False, workers: int | None = None,
+          part: tuple[int, int] | None = None) -> int:
+    """`workers` submissions are graded at once (default: one per core); `part` (K, N) grades only slice K
+    of N of the students, for several graders sharing one PostgreSQL gradebook (see parallel.py)."""
     from .tamper import write_report
 
     assignments = assignments or grading.course_assignments(root)
@@ -71,14 +83,13 @@ def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False
     not_graded = 0
     for assignment in assignments:
         if has_submissions(root, assignment):
-            run = grading.autograde(assignment, root, db_url)
-            for student in grading.ungraded(assignment, root):
-                problems[assignment][student] = f"nbgrader could not grade it: {grading.nbgrader_cause(run.stdout, student)}"
+            problems[assignment].update(parallel.grade_all(assignment, root, db_url, workers, part))
             print(f"{assignment}: tamper report in {write_report(root, assignment)}")
         else:
             print(f"{assignment}: no submissions under {root / 'autograde' / 'submitted'}/<student>/{assignment}/")
         if assignment in downloads:
-            not_graded += report_download(root, assignment, downloads[assignment], problems[assignment])
+            not_graded += report_download(root, assignment, downloads[assignment], problems[assignment], part)
+        problems[assignment] = {s: why for s, why in problems[assignment].items() if parallel.in_slice(s, part)}
         for student, why in problems[assignment].items():
             print(f"  NOT GRADED  {student}: {why}")
             not_graded += 1
