@@ -86,6 +86,18 @@ def export(args) -> int:
     return instructor.export(*course(args), args.assignments)
 
 
+def publish(args) -> int:
+    from .grading import instructor
+
+    return instructor.publish(*course(args), args.assignments)
+
+
+def collect(args) -> int:
+    from .grading import instructor
+
+    return instructor.collect(*course(args), args.assignments)
+
+
 def sweep(args) -> int:
     from . import sweeps
 
@@ -128,6 +140,8 @@ def main(argv: list[str]) -> int:
         ("grade", grade, "autograde submissions; write grades.csv and the Canvas import"),
         ("feedback", feedback, "write each student's HTML feedback (after hand grading)"),
         ("export", export, "write grades.csv and the Canvas import again (after hand grading)"),
+        ("publish", publish, "JupyterHub: put the student versions in nbgrader's exchange for students to fetch"),
+        ("collect", collect, "JupyterHub: collect the students' submissions from nbgrader's exchange"),
     ]:
         p = sub.add_parser(name, help=text)
         if name == "grade":
