@@ -21,7 +21,7 @@ COURSE_ROOT = f"/home/{INSTRUCTOR}/batchcourse"  # where that account cloned the
 EXCHANGE = "/srv/nbgrader/exchange"  # outside every home; `tasks.py publish` creates it (mode 1777) when it may
 STUDENTS = []  # the students' hub user names (or add them later on the hub's admin page)
 
-c.Spawner.environment = {**c.Spawner.environment, "NBGRADER_EXCHANGE": EXCHANGE}
+c.Spawner.environment.update({"NBGRADER_EXCHANGE": EXCHANGE})
 
 c.JupyterHub.load_groups = {
     f"formgrade-{COURSE}": {"users": [INSTRUCTOR]},
