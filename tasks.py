@@ -7,6 +7,7 @@
     python3 tasks.py release             regenerate notebooks/ from solutions/ (instructors)
     python3 tasks.py grade [--zip]       autograde autograde/submitted/ (or an LMS download; Linux only)
     python3 tasks.py publish [ID ...]    JupyterHub: release to students through nbgrader's exchange
+                                         (--feedback: the feedback written by `feedback`)
     python3 tasks.py collect [ID ...]    JupyterHub: collect submissions from the exchange (then `grade`)
     python3 tasks.py feedback [ID ...]   write the students' HTML feedback (after hand grading)
     python3 tasks.py export [ID ...]     write grades.csv and the Canvas import again

@@ -2,12 +2,13 @@
 
 Two student accounts are made with useradd; the instructor is root. The instructor releases and publishes
 00_orientation into an exchange outside the course folder; both students fetch with nbgrader and the hub's global
-configuration only (autograde/jupyterhub/nbgrader_config.py), one answers and submits; the instructor collects and
-grades. Then the other student tries to read what they must not: solutions/, the gradebook, the collected
+configuration only (autograde/jupyterhub/nbgrader_config.py), one answers and submits; the instructor collects,
+grades and returns the feedback, which the student fetches. Then the other student tries to read what they must not: solutions/, the gradebook, the collected
 submission and the submission in the exchange, and to submit in the first student's name.
 """
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -74,10 +75,10 @@ def nbgrader(*args: str) -> list[str]:
     return [sys.executable, "-m", "nbgrader", *args]
 
 
-def instructor(command: str, course: Path, exchange: Path) -> subprocess.CompletedProcess:
+def instructor(command: str, course: Path, exchange: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("NBGRADER_DB_URL", "BATCHCOURSE_UNSAFE_NO_SANDBOX")}
     env.update(NBGRADER_EXCHANGE=str(exchange), JUPYTER_CONFIG_PATH=str(AUTOGRADE_DIR), JUPYTER_PLATFORM_DIRS="1")
-    return subprocess.run([sys.executable, "-m", "batchcourse.cli", command, "--course-root", str(course), A],
+    return subprocess.run([sys.executable, "-m", "batchcourse.cli", command, *extra, "--course-root", str(course), A],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -116,6 +117,9 @@ def server():
         server.runs["submit"] = server.as_student(students[0], *nbgrader("submit", A))
         server.runs["collect"] = instructor("collect", course, exchange)
         server.runs["grade"] = instructor("grade", course, exchange)
+        server.runs["feedback"] = instructor("feedback", course, exchange)
+        server.runs["publish feedback"] = instructor("publish", course, exchange, "--feedback")
+        server.runs["fetch feedback"] = server.as_student(students[0], *nbgrader("fetch_feedback", A))
         yield server
     finally:
         for student in made:
@@ -131,6 +135,13 @@ def test_round_trip_through_the_exchange(server):
     assert set(scores) == {server.students[0]}
     auto = [cell for cell in scores[server.students[0]].values() if cell.auto]
     assert auto and all(cell.score == cell.max_score for cell in auto), scores
+
+
+def test_the_student_fetches_their_feedback(server):
+    (page,) = (Path("/home") / server.students[0] / A / "feedback").glob(f"*/{A}.html")
+    assert page.stat().st_uid == pwd.getpwnam(server.students[0]).pw_uid
+    others = server.as_student(server.students[1], "ls", str(server.exchange / hub.COURSE_ID / "feedback"))
+    assert others.returncode != 0 and "Permission denied" in others.stderr
 
 
 def test_publish_closes_the_course_and_opens_the_exchange(server):

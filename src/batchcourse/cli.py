@@ -89,7 +89,7 @@ def export(args) -> int:
 def publish(args) -> int:
     from .grading import instructor
 
-    return instructor.publish(*course(args), args.assignments)
+    return instructor.publish(*course(args), args.assignments, feedback=args.feedback)
 
 
 def collect(args) -> int:
@@ -147,6 +147,8 @@ def main(argv: list[str]) -> int:
         if name == "grade":
             p.add_argument("--zip", action="store_true",
                            help="first collect an LMS download from autograde/downloaded/<id>/archive/")
+        if name == "publish":
+            p.add_argument("--feedback", action="store_true", help="the feedback of `tasks.py feedback` instead")
         p.add_argument("--course-root", default=str(REPO_ROOT), help="work on another copy of the course")
         p.add_argument("assignments", nargs="*")
         p.set_defaults(run=run)

@@ -112,13 +112,22 @@ def export(root: Path, db_url: str, assignments: list[str]) -> int:
     return 0
 
 
-def publish(root: Path, db_url: str, assignments: list[str]) -> int:
-    """Close the course folder to other accounts, then copy each student version into nbgrader's exchange (JupyterHub)."""
+def publish(root: Path, db_url: str, assignments: list[str], feedback: bool = False) -> int:
+    """Close the course folder to other accounts, then copy each student version (or, with `feedback`, the feedback
+    that `tasks.py feedback` wrote) into nbgrader's exchange (JupyterHub)."""
     from . import hub
 
     hub.close_course(root)
     exchange = hub.exchange_root()
     hub.ensure_shared_exchange(exchange, root)
+    if feedback:
+        for assignment in assignments or grading.course_assignments(root):
+            if not has_submissions(root, assignment, "feedback"):
+                print(f"{assignment}: no feedback yet; run `python3 tasks.py feedback {assignment}` first")
+                continue
+            grading.run_nbgrader("release_feedback", assignment, root=root, db_url=db_url, capture=True)
+            print(f"{assignment}: students can fetch their feedback (Assignment List, or `nbgrader fetch_feedback`)")
+        return 0
     for assignment in assignments or grading.course_assignments(root):
         if not (root / "notebooks" / assignment).is_dir():
             print(f"{assignment}: no student version in notebooks/; run `python3 tasks.py release {assignment}` first")
