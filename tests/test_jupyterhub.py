@@ -3,8 +3,9 @@
 Two student accounts are made with useradd; the instructor is root. The instructor releases and publishes
 00_orientation into an exchange outside the course folder; both students fetch with nbgrader and the hub's global
 configuration only (autograde/jupyterhub/nbgrader_config.py), one answers and submits; the instructor collects,
-grades and returns the feedback, which the student fetches. Then the other student tries to read what they must not: solutions/, the gradebook, the collected
-submission and the submission in the exchange, and to submit in the first student's name.
+grades and returns the feedback, which the student fetches. Then the other student tries to read what they must
+not (solutions/, the gradebook, the collected submission, the submission and feedback in the exchange) and to
+submit in the first student's name.
 """
 
 import os
@@ -176,9 +177,11 @@ def test_a_submission_in_another_students_name_is_not_collected(server):
     forger, victim = server.students[1], server.students[0]
     collected = server.course / "autograde" / "submitted" / victim / A / f"{A}.ipynb"
     before = collected.read_bytes()
-    forged = server.as_student(forger, *nbgrader("submit", A, f"--student={victim}"))
-    assert forged.returncode == 0, forged.stderr
+    for student in (None, victim):  # the forger's own submission, then one in the victim's name
+        run = server.as_student(forger, *nbgrader("submit", A, *([f"--student={student}"] if student else [])))
+        assert run.returncode == 0, run.stderr
     again = instructor("collect", server.course, server.exchange)
     assert again.returncode == 1, again.stdout
     assert f"NOT COLLECTED  {victim}" in again.stdout and forger in again.stdout
     assert collected.read_bytes() == before
+    assert (server.course / "autograde" / "submitted" / forger / A / f"{A}.ipynb").is_file()

@@ -153,11 +153,13 @@ def collect(root: Path, db_url: str, assignments: list[str]) -> int:
             continue
         for student, owners in forged.items():
             print(f"  NOT COLLECTED  {student}: a submission in this name was made by the account(s) "
-                  f"{', '.join(sorted(set(owners)))}; an administrator removes it from the exchange, then collect again")
+                  f"{', '.join(sorted(set(owners)))}; an administrator removes it from the exchange, "
+                  "then collect again")
         runs = [[]] if not forged else [[f"--student={student}"] for student in students]
         for extra in runs:
             grading.run_nbgrader("collect", assignment, "--update", *extra, root=root, db_url=db_url, capture=True)
-        print(f"{assignment}: {len(students)} submission(s) in {root / 'autograde' / 'submitted'}/<student>/{assignment}/")
+        submitted = root / "autograde" / "submitted"
+        print(f"{assignment}: {len(students)} submission(s) in {submitted}/<student>/{assignment}/")
         not_collected += len(forged)
     print("Next: `python3 tasks.py grade " + " ".join(assignments) + "` (without --zip).")
     return EXIT_NOT_ALL_GRADED if not_collected else 0
