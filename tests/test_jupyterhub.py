@@ -60,7 +60,7 @@ class Server:
         return self.course.parent / "etc-jupyter"
 
     def inbound(self) -> Path:
-        return self.exchange / hub.COURSE_ID / "inbound"
+        return self.exchange / hub.course_id() / "inbound"
 
 
 def as_user(user: str, etc_jupyter: Path, exchange: Path, *command: str) -> subprocess.CompletedProcess:
@@ -144,7 +144,7 @@ def test_round_trip_through_the_exchange(server):
 def test_the_student_fetches_their_feedback(server):
     (page,) = (Path("/home") / server.students[0] / A / "feedback").glob(f"*/{A}.html")
     assert page.stat().st_uid == pwd.getpwnam(server.students[0]).pw_uid
-    others = server.as_student(server.students[1], "ls", str(server.exchange / hub.COURSE_ID / "feedback"))
+    others = server.as_student(server.students[1], "ls", str(server.exchange / hub.course_id() / "feedback"))
     assert others.returncode != 0 and "Permission denied" in others.stderr
 
 

@@ -11,8 +11,12 @@ from pathlib import Path
 
 from .. import grading
 
-COURSE_ID = "batchcourse"
 SHARED_EXCHANGE_MODE = 0o1777  # anyone may create their course folder; the sticky bit: nobody may move another's
+
+
+def course_id() -> str:
+    """The course's name in the exchange (CourseDirectory.course_id in autograde/nbgrader_config.py)."""
+    return grading.nbgrader_config().CourseDirectory.course_id
 
 
 def exchange_root() -> Path:
@@ -53,7 +57,7 @@ def submissions_in_exchange(assignment: str, exchange: Path | None = None) -> di
     """Each submission of `assignment` in the exchange's inbound folder -> (the student it names, its owner).
 
     nbgrader names a submission `student+assignment+time+random`."""
-    inbound = (exchange or exchange_root()) / COURSE_ID / "inbound"
+    inbound = (exchange or exchange_root()) / course_id() / "inbound"
     return {path: (path.name.rsplit("+", 3)[0], submission_owner(path))
             for path in sorted(inbound.glob(f"*+{assignment}+*"))}
 

@@ -133,7 +133,7 @@ def publish(root: Path, db_url: str, assignments: list[str], feedback: bool = Fa
             print(f"{assignment}: no student version in notebooks/; run `python3 tasks.py release {assignment}` first")
             return EXIT_NOT_ALL_GRADED
         grading.run_nbgrader("release_assignment", assignment, "--force", root=root, db_url=db_url, capture=True)
-        print(f"{assignment}: students can fetch it from {exchange / hub.COURSE_ID / 'outbound' / assignment}/")
+        print(f"{assignment}: students can fetch it from {exchange / hub.course_id() / 'outbound' / assignment}/")
     return 0
 
 
@@ -149,7 +149,7 @@ def collect(root: Path, db_url: str, assignments: list[str]) -> int:
         forged = hub.forged_names(assignment)
         students = sorted({student for student, _ in hub.submissions_in_exchange(assignment).values()} - set(forged))
         if not students and not forged:
-            print(f"{assignment}: no submissions in {hub.exchange_root() / hub.COURSE_ID / 'inbound'}/")
+            print(f"{assignment}: no submissions in {hub.exchange_root() / hub.course_id() / 'inbound'}/")
             continue
         for student, owners in forged.items():
             print(f"  NOT COLLECTED  {student}: a submission in this name was made by the account(s) "
