@@ -6,6 +6,9 @@
     python3 tasks.py check NOTEBOOK      self-check a notebook; exit code 1 when a test fails
     python3 tasks.py release             regenerate notebooks/ from solutions/ (instructors)
     python3 tasks.py grade [--zip]       autograde autograde/submitted/ (or an LMS download; Linux only)
+    python3 tasks.py publish [ID ...]    JupyterHub: release to students through nbgrader's exchange
+                                         (--feedback: the feedback written by `feedback`)
+    python3 tasks.py collect [ID ...]    JupyterHub: collect submissions from the exchange (then `grade`)
     python3 tasks.py feedback [ID ...]   write the students' HTML feedback (after hand grading)
     python3 tasks.py export [ID ...]     write grades.csv and the Canvas import again
     python3 tasks.py bench [ID ...]      execute and grade; write benchmarks/results.json
@@ -37,7 +40,8 @@ VENV = ROOT / ".venv"
 STAMP = VENV / "installed-requirements.sha256"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 PACKAGE = ROOT / "src" / "batchcourse"
-TASKS = ("lab", "test", "check", "release", "grade", "feedback", "export", "bench", "sweep", "handout", "wheel", "setup")
+TASKS = ("lab", "test", "check", "release", "grade", "publish", "collect", "feedback", "export", "bench", "sweep",
+         "handout", "wheel", "setup")
 SETUP = "py tasks.py setup" if os.name == "nt" else "python3 tasks.py setup"
 ACTIVE_ENV = os.environ.get("BATCHCOURSE_ACTIVE_ENV") == "1"
 # Where `python` imports batchcourse from, without running the package ("" when it has none).

@@ -34,8 +34,9 @@ c.CourseDirectory.autograded_directory = "autograde/autograded"
 c.CourseDirectory.feedback_directory = "autograde/feedback"
 c.CourseDirectory.solution_directory = "autograde/solution"
 c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL", f"sqlite:///{HERE / 'gradebook.db'}")
-# nbgrader's exchange (release and collect through a shared folder, as on JupyterHub) lives here too.
-c.Exchange.root = str(HERE / "exchange")
+# nbgrader's exchange (release and collect through a shared folder): NBGRADER_EXCHANGE on a shared server, outside
+# the course folder (README: On JupyterHub; jupyterhub/ holds the hub's side), else autograde/exchange on one laptop.
+c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE") or str(HERE / "exchange")
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 # Student notebooks carry no outputs, and no extra files are released with them.

@@ -91,6 +91,18 @@ def export(args) -> int:
     return instructor.export(*course(args), args.assignments)
 
 
+def publish(args) -> int:
+    from .grading import instructor
+
+    return instructor.publish(*course(args), args.assignments, feedback=args.feedback)
+
+
+def collect(args) -> int:
+    from .grading import instructor
+
+    return instructor.collect(*course(args), args.assignments)
+
+
 def sweep(args) -> int:
     from . import sweeps
 
@@ -134,6 +146,8 @@ def main(argv: list[str]) -> int:
         ("grade", grade, "autograde submissions; write grades.csv and the Canvas import"),
         ("feedback", feedback, "write each student's HTML feedback (after hand grading)"),
         ("export", export, "write grades.csv and the Canvas import again (after hand grading)"),
+        ("publish", publish, "JupyterHub: put the student versions in nbgrader's exchange for students to fetch"),
+        ("collect", collect, "JupyterHub: collect the students' submissions from nbgrader's exchange"),
     ]:
         p = sub.add_parser(name, help=text)
         if name == "grade":
@@ -143,6 +157,8 @@ def main(argv: list[str]) -> int:
                            help="submissions graded at once, each in its own sandbox (default: the number of cores)")
             p.add_argument("--slice", metavar="K/N", help="grade only slice K of N of the students (several graders "
                            "sharing one PostgreSQL gradebook)")
+        if name == "publish":
+            p.add_argument("--feedback", action="store_true", help="the feedback of `tasks.py feedback` instead")
         p.add_argument("--course-root", default=str(REPO_ROOT), help="work on another copy of the course")
         p.add_argument("assignments", nargs="*")
         p.set_defaults(run=run)

@@ -4,6 +4,8 @@ grade:    collect an LMS download (every file accounted for), set aside files th
           solution first to check the grader, then autograde, and export the grades. Exit codes below.
 feedback: after hand grading, each student's HTML feedback (batchcourse/feedback.py shapes it).
 export:   after hand grading, nbgrader's grades.csv and the Canvas import again.
+publish:  on JupyterHub, copy the student versions into nbgrader's exchange (hub.py), the course folder closed first.
+collect:  on JupyterHub, nbgrader's collect from the exchange into autograde/submitted/, before `grade`.
 """
 
 from pathlib import Path
@@ -119,3 +121,56 @@ def feedback(root: Path, db_url: str, assignments: list[str]) -> int:
 def export(root: Path, db_url: str, assignments: list[str]) -> int:
     write_exports(root, db_url, assignments or grading.course_assignments(root))
     return 0
+
+
+def publish(root: Path, db_url: str, assignments: list[str], feedback: bool = False) -> int:
+    """Close the course folder to other accounts, then copy each student version (or, with `feedback`, the feedback
+    that `tasks.py feedback` wrote) into nbgrader's exchange (JupyterHub)."""
+    from . import hub
+
+    hub.close_course(root)
+    exchange = hub.exchange_root()
+    hub.ensure_shared_exchange(exchange, root)
+    if feedback:
+        for assignment in assignments or grading.course_assignments(root):
+            if not has_submissions(root, assignment, "feedback"):
+                print(f"{assignment}: no feedback yet; run `python3 tasks.py feedback {assignment}` first")
+                continue
+            grading.run_nbgrader("release_feedback", assignment, root=root, db_url=db_url, capture=True)
+            print(f"{assignment}: students can fetch their feedback (Assignment List, or `nbgrader fetch_feedback`)")
+        return 0
+    for assignment in assignments or grading.course_assignments(root):
+        if not (root / "notebooks" / assignment).is_dir():
+            print(f"{assignment}: no student version in notebooks/; run `python3 tasks.py release {assignment}` first")
+            return EXIT_NOT_ALL_GRADED
+        grading.run_nbgrader("release_assignment", assignment, "--force", root=root, db_url=db_url, capture=True)
+        print(f"{assignment}: students can fetch it from {exchange / hub.course_id() / 'outbound' / assignment}/")
+    return 0
+
+
+def collect(root: Path, db_url: str, assignments: list[str]) -> int:
+    """nbgrader's collect: each student's newest submission from the exchange into autograde/submitted/.
+
+    A submission in a student's name made by another account is not collected, and neither is that student."""
+    from . import hub
+
+    hub.close_course(root)
+    not_collected = 0
+    for assignment in assignments or grading.course_assignments(root):
+        forged = hub.forged_names(assignment)
+        students = sorted({student for student, _ in hub.submissions_in_exchange(assignment).values()} - set(forged))
+        if not students and not forged:
+            print(f"{assignment}: no submissions in {hub.exchange_root() / hub.course_id() / 'inbound'}/")
+            continue
+        for student, owners in forged.items():
+            print(f"  NOT COLLECTED  {student}: a submission in this name was made by the account(s) "
+                  f"{', '.join(sorted(set(owners)))}; an administrator removes it from the exchange, "
+                  "then collect again")
+        runs = [[]] if not forged else [[f"--student={student}"] for student in students]
+        for extra in runs:
+            grading.run_nbgrader("collect", assignment, "--update", *extra, root=root, db_url=db_url, capture=True)
+        submitted = root / "autograde" / "submitted"
+        print(f"{assignment}: {len(students)} submission(s) in {submitted}/<student>/{assignment}/")
+        not_collected += len(forged)
+    print("Next: `python3 tasks.py grade " + " ".join(assignments) + "` (without --zip).")
+    return EXIT_NOT_ALL_GRADED if not_collected else 0
