@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import grading
+from .trusted_execute import shared_test_processes
 
 SQLITE_BUSY_SECONDS = 120
 
@@ -148,7 +149,7 @@ def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = No
         progress.finished(student, time.monotonic() - start, cause)
         return cause
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with shared_test_processes(), ThreadPoolExecutor(max_workers=workers) as pool:
         causes = dict(zip(students, pool.map(grade_one, students)))
     progress.close()
     return {student: cause for student, cause in causes.items() if cause}

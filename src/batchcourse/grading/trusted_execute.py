@@ -9,6 +9,7 @@ result. A call that does not finish in the cell's time limit is interrupted and 
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -142,6 +143,43 @@ class TestProcesses:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+SHARED_VARIABLE = "BATCHCOURSE_TEST_PROCESSES"
+
+
+class SharedTestProcesses:
+    """Test processes that a parent grading command started for all its nbgrader processes."""
+
+    def __init__(self, socket_path: str):
+        self.socket = Path(socket_path)
+
+    def connect(self) -> socket.socket:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(str(self.socket))
+        return connection
+
+    def alive(self) -> bool:
+        return self.socket.exists()
+
+    def tail(self) -> str:
+        return "see the grading command's output"
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def shared_test_processes(startup_seconds: int = 120):
+    """Start one source of test processes for every nbgrader process started in the block (`grade --workers`),
+    so that each submission does not load torch again for its tests."""
+    processes = TestProcesses(startup_seconds)
+    os.environ[SHARED_VARIABLE] = str(processes.socket)
+    try:
+        yield processes
+    finally:
+        os.environ.pop(SHARED_VARIABLE, None)
+        processes.close()
+
+
 class TrustedTests(HasTraits):
     """A mixin for nbgrader's Execute: test cells run in processes of their own (see the module docstring)."""
 
@@ -164,6 +202,9 @@ class TrustedTests(HasTraits):
         return cell, resources
 
     def _test_processes(self) -> TestProcesses:
+        shared = os.environ.get(SHARED_VARIABLE)
+        if shared and Path(shared).exists():
+            return SharedTestProcesses(shared)
         if TrustedTests._processes is None or not TrustedTests._processes.alive():
             TrustedTests._processes = TestProcesses(self.test_startup_seconds)
         return TrustedTests._processes
