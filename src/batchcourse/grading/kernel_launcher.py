@@ -1,4 +1,9 @@
-"""Become a sandboxed kernel. Run by batchcourse.sandbox through `unshare`, as root of new namespaces.
+"""Become a sandboxed process. Run by batchcourse.grading.sandbox through `unshare`, as root of new namespaces.
+
+Two modes. "root": unshare ran as real root; the process joins control groups and becomes a user of
+its own. "user": unshare made an unprivileged user namespace in which the grader's user is root; the
+process limits itself with rlimits and enters a nested user namespace whose one user (the chosen uid)
+is the grader's user outside, so that it keeps no capability once it execs.
 
 Only the standard library is imported here, so that starting a kernel stays fast.
 """
@@ -15,7 +20,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PR_SET_PDEATHSIG = 1
-SYSTEM_TEMP_AND_HOMES = ("/tmp", "/var/tmp", "/dev/shm", "/root", "/home", "/run/user")
+PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWUSER = 0x10000000
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new system calls share one table)
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
+# Covered with empty file systems of the sandbox's own: temporary and shared folders (so that two
+# sandboxes cannot pass data through them) and homes. Only /tmp and /dev/shm stay writable.
+COVERED = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run", "/root", "/home", "/var/mail", "/var/crash")
+WRITABLE = ("/tmp", "/dev/shm")
 
 
 def _mount(*args: str) -> None:
@@ -25,7 +37,7 @@ def _mount(*args: str) -> None:
 def hidden_and_kept(folder: Path) -> tuple[list[Path], list[Path]]:
     """Folders to cover, and folders to mount back inside them (read-only but for `folder`)."""
     repo = REPO_ROOT.resolve()
-    hidden = [Path(p) for p in SYSTEM_TEMP_AND_HOMES if Path(p).is_dir()] + [repo]
+    hidden = [Path(p) for p in COVERED if Path(p).is_dir() and not Path(p).is_symlink()] + [repo]
     if len(repo.parent.parts) > 1:
         hidden.append(repo.parent)
     hidden = [p for p in hidden if not any(q in p.parents for q in hidden)]
@@ -45,12 +57,31 @@ def isolate_files(folder: Path) -> None:
         _mount("--rbind", str(path), str(target))
         staged.append((path, target))
     for path in hidden:
-        _mount("-t", "tmpfs", "-o", "size=256m,mode=755", "tmpfs", str(path))
+        mode = "1777" if str(path) == "/dev/shm" else "755"
+        _mount("-t", "tmpfs", "-o", f"size=256m,mode={mode},nosuid,nodev", "tmpfs", str(path))
     for path, target in staged:
         path.mkdir(parents=True, exist_ok=True)
         _mount("--rbind", str(target), str(path))
-        if path != folder:
-            _mount("-o", "remount,bind,ro", str(path))
+    _mount("--make-rprivate", "/")
+    _mount("-t", "tmpfs", "-o", "size=4k,mode=000", "tmpfs", str(stage))
+    read_only_but(folder, Path("/proc"), *[Path(p) for p in WRITABLE])
+
+
+def _set_read_only(path: Path, read_only: bool, recursive: bool) -> None:
+    """mount_setattr(2): changes only the read-only flag, so it also works on mounts locked by a user namespace."""
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = AT_RECURSIVE if recursive else 0
+    if libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, str(path).encode(), flags, ctypes.byref(attr), ctypes.sizeof(attr)):
+        raise OSError(ctypes.get_errno(), f"mount_setattr {path}")
+
+
+def read_only_but(*writable: Path) -> None:
+    """Every mount read-only, then the sandbox's own writable ones back: nothing outside it can be written."""
+    _set_read_only(Path("/"), True, recursive=True)
+    for path in writable:
+        if path.is_dir():
+            _set_read_only(path, False, recursive=False)
 
 
 def control_groups(name: str) -> dict[str, Path]:
@@ -79,47 +110,77 @@ def join_control_groups(name: str, memory_mb: int, max_processes: int) -> bool:
         return False
 
 
-def drop_privileges(uid: int, memory_mb: int, max_processes: int, contained: bool) -> None:
+def set_limits(memory_mb: int, max_processes: int, contained: bool) -> None:
     limits = {
-        # Where no control group holds the memory, the address space is limited instead: a looser
-        # bound, as torch reserves far more address space than it uses.
+        # Where no control group holds the memory, each process's data (heap and private mappings) and
+        # address space are limited instead: looser bounds, per process rather than for the sandbox.
         resource.RLIMIT_AS: resource.RLIM_INFINITY if contained else 4 * memory_mb * 1024 * 1024,
+        resource.RLIMIT_DATA: resource.RLIM_INFINITY if contained else memory_mb * 1024 * 1024,
         resource.RLIMIT_NPROC: max_processes,
         resource.RLIMIT_FSIZE: 256 * 1024 * 1024,
         resource.RLIMIT_CORE: 0,
     }
     for limit, value in limits.items():
         resource.setrlimit(limit, (value, value))
+
+
+def become_user(uid: int) -> None:
+    """Root mode: become `uid`, a user of the sandbox's own."""
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)
+
+
+def become_nested_user(uid: int) -> None:
+    """User mode: enter a user namespace whose only user, `uid`, is the grader's user outside.
+
+    The process keeps no capability over the namespace that owns the mounts (it cannot undo them), and
+    loses every capability when it execs as a user other than 0."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWUSER):
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"{uid} 0 1")
+    Path("/proc/self/gid_map").write_text(f"{uid} 0 1")
+
+
+def drop_privileges(uid: int, mode: str) -> None:
+    become_user(uid) if mode == "root" else become_nested_user(uid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     # Changing the user clears the parent-death signal that `unshare --kill-child` set: set it again,
     # so that the kernel (and with it its PID namespace) ends whenever the sandbox process is killed.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def main(settings: dict, connection_file: str) -> None:
-    folder, uid = Path(settings["folder"]), settings["uid"]
+    """Isolate this process, then exec `settings["command"]` (default: an ipykernel) with {connection_file}
+    replaced by a private copy of `connection_file` in the sandbox's folder."""
+    folder, uid, mode = Path(settings["folder"]), settings["uid"], settings.get("mode", "root")
+    owner = uid if mode == "root" else 0
     private = folder / "connection.json"
     shutil.copyfile(connection_file, private)
-    os.chown(private, uid, uid)
+    os.chown(private, owner, owner)
     os.chmod(private, 0o400)
-    contained = join_control_groups(folder.name, settings["memory_mb"], settings["max_processes"])
+    contained = mode == "root" and join_control_groups(folder.name, settings["memory_mb"], settings["max_processes"])
     isolate_files(folder)
     home = Path("/tmp/home")
     home.mkdir(mode=0o700)
-    os.chown(home, uid, uid)
+    os.chown(home, owner, owner)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    drop_privileges(uid, settings["memory_mb"], settings["max_processes"], contained)
+    set_limits(settings["memory_mb"], settings["max_processes"], contained)
+    drop_privileges(uid, mode)
     os.chdir(home)
     env = {key: value for key, value in os.environ.items()
            if key.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_"))}
     env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
                MPLBACKEND="module://matplotlib_inline.backend_inline", TMPDIR=str(home))
-    os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", str(private)], env)
+    command = settings.get("command") or [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv = [part.replace("{connection_file}", str(private)) for part in command]
+    os.execve(argv[0], argv, env)
 
 
 if __name__ == "__main__":
-    main(json.loads(sys.argv[1]), sys.argv[2])
+    main(json.loads(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "/dev/null")

@@ -2,24 +2,33 @@
 
 nbgrader runs student code in a kernel with the grader's permissions. `SandboxedExecute`
 replaces nbgrader's Execute step: nbgrader still restores the test cells before, and scores and
-writes the gradebook after, but the kernel it talks to starts like this:
+writes the gradebook after, but the kernel it talks to starts inside `sandbox_argv(...)`:
 
-    unshare --mount --net --pid --fork --mount-proc --kill-child  python -m batchcourse.grading.kernel_launcher
+    unshare [--user --map-root-user] --mount --net --pid --ipc --fork --mount-proc --kill-child
+            python -m batchcourse.grading.kernel_launcher
       (root in new namespaces)  covers solutions/, tests/, autograde/ (gradebook and other submissions),
-                                .git, the repository's parent folder, /tmp, /root and /home with empty
-                                file systems; mounts back, read-only, only Python, the environment, the
-                                helper package and the data; then drops to an unprivileged user of its
-                                own with limits on memory, processes and file size, and becomes the kernel.
+                                .git, the repository's parent folder, /tmp, /run, /dev/shm, /var/tmp, /root
+                                and /home with empty file systems of its own; mounts back only Python, the
+                                environment, the helper package and the data; makes every mount read-only
+                                but its own /tmp and /dev/shm; then becomes a user of its own with limits on
+                                memory, processes and file size, and becomes the kernel.
+
+Two modes. As root ("root"): a fresh uid per submission, control groups for memory and processes.
+As a normal user where the Linux kernel allows unprivileged user namespaces ("user namespace"):
+`--user --map-root-user`, rlimits instead of control groups, and the kernel runs as the grader's own
+user outside its namespaces (README.md, "Grading", says what this weakens).
 
 The kernel talks to nbgrader over Unix sockets in a private folder (not TCP), so it needs no
-network: its network namespace has none. It cannot read the hidden files, reach the network,
-signal or trace the grader (another user), or outlive grading (its PID namespace ends with it).
-A wall-clock limit per submission kills it from outside. Limits that were hit are written into
-the notebook's metadata for the tamper report, and the test cells that did not run fail with a
-sentence that says why.
+network: its network namespace has none. It cannot read the hidden files, write outside its own
+folders, reach the network, see, signal or trace any process outside (PID namespace), reach another
+sandbox's System V IPC objects or POSIX message queues (IPC namespace), or outlive grading (its PID
+and IPC namespaces end with it). A wall-clock limit per submission kills it from outside. Limits
+that were hit are written into the notebook's metadata for the tamper report, and the test cells
+that did not run fail with a sentence that says why.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -44,6 +53,9 @@ from .trusted_execute import TrustedTests
 
 METADATA_KEY = "batchcourse_grading"
 KERNEL_USER_BASE = 200000
+KERNEL_USERS = 100000
+ROOT, USER_NAMESPACE = "root", "user namespace"
+NAMESPACES = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc"]
 
 
 class SandboxUnavailable(RuntimeError):
@@ -75,19 +87,112 @@ def record_event(notebook, event: str) -> None:
     notebook.metadata.setdefault(METADATA_KEY, {}).setdefault("events", []).append(event)
 
 
+def user_namespace_problem() -> str | None:
+    """None when a normal user can make the sandbox's namespaces here; else why not."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", *NAMESPACES, "mount", "-t", "tmpfs", "tmpfs", "/mnt"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else (probe.stderr.strip() or f"exit code {probe.returncode}")
+
+
+def sandbox_mode() -> tuple[str | None, str | None]:
+    """(ROOT or USER_NAMESPACE, None) when the sandbox can be made here; otherwise (None, the reason why not)."""
+    if sys.platform != "linux":
+        return None, "the sandbox is made of Linux namespaces, and this is not Linux"
+    if not shutil.which("unshare") or not shutil.which("mount"):
+        return None, "the commands unshare and mount (util-linux) are needed"
+    if os.geteuid() == 0:
+        probe = subprocess.run(["unshare", *NAMESPACES, "true"], capture_output=True, text=True)
+        return (ROOT, None) if probe.returncode == 0 else (None, f"unshare failed: {probe.stderr.strip()}")
+    problem = user_namespace_problem()
+    if problem is None:
+        return USER_NAMESPACE, None
+    return None, ("grading runs as a normal user, and this Linux kernel does not let a normal user create "
+                  f"namespaces ({problem}); see README.md, Grading, for the settings to check")
+
+
 def sandbox_available() -> str | None:
     """None when the sandbox can be made here; otherwise the reason why not."""
-    if sys.platform != "linux":
-        return "the sandbox is made of Linux namespaces, and this is not Linux"
-    if os.geteuid() != 0:
-        return "grading runs as a normal user, and the sandbox needs root to create namespaces"
-    if not shutil.which("unshare") or not shutil.which("mount"):
-        return "the commands unshare and mount (util-linux) are needed"
-    probe = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "true"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"unshare failed: {probe.stderr.strip()}"
-    return None
+    return sandbox_mode()[1]
+
+
+def uid_folder(mode: str) -> Path:
+    if mode == ROOT:
+        return Path("/run/batchcourse-kernel-uids")
+    return Path(tempfile.gettempdir()) / f"batchcourse-kernel-uids-{os.getuid()}"
+
+
+def claim_uid(mode: str) -> tuple[int, int]:
+    """A kernel uid no submission graded since boot has had (on this machine, by any grader process), and a
+    lock held while it is in use: (uid, file descriptor of the lock; close it when the sandbox has ended).
+
+    A counter under /run (root) or the grader's temporary folder (user namespaces, where the uid only
+    names the kernel's user inside its namespace) hands out the uids in turn."""
+    folder = uid_folder(mode)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.lstat().st_uid != os.getuid() or folder.is_symlink():
+        raise SandboxUnavailable(f"{folder} belongs to another user")
+    counter = os.open(folder / "next", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(counter, fcntl.LOCK_EX)
+        start = int(os.pread(counter, 32, 0) or b"0")
+        for step in range(KERNEL_USERS):
+            uid = KERNEL_USER_BASE + (start + step) % KERNEL_USERS
+            lock = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                continue
+            os.ftruncate(counter, 0)
+            os.pwrite(counter, str((start + step + 1) % KERNEL_USERS).encode(), 0)
+            return uid, lock
+        raise SandboxUnavailable(f"all {KERNEL_USERS} kernel uids are in use")
+    finally:
+        os.close(counter)
+
+
+def release_uid(mode: str, uid: int, lock: int) -> None:
+    folder = uid_folder(mode)
+    counter = os.open(folder / "next", os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(counter, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            (folder / str(uid)).unlink()
+        os.close(lock)
+    finally:
+        os.close(counter)
+
+
+def sandbox_argv(mode: str, folder: Path, uid: int, memory_mb: int = 4096, max_processes: int = 256,
+                 command: list[str] | None = None) -> list[str]:
+    """The command that runs `command` isolated (see the module docstring), as `uid`, with `folder` its only
+    folder shared with the grader; append the connection file's path. `command` defaults to an ipykernel;
+    "{connection_file}" in it becomes the private copy of that file."""
+    settings = {"folder": str(folder), "uid": uid, "mode": mode, "memory_mb": memory_mb,
+                "max_processes": max_processes, "command": command}
+    user = ["--user", "--map-root-user"] if mode == USER_NAMESPACE else []
+    return ["unshare", *user, *NAMESPACES, "--kill-child", sys.executable, "-m", "batchcourse.grading.kernel_launcher",
+            json.dumps(settings)]
+
+
+@contextlib.contextmanager
+def sandbox_folder(mode: str):
+    """(folder, uid) for one sandboxed process: a fresh uid and a private folder for its sockets (as root a
+    small file system of its own, so nothing else can grow there); both go when the block ends."""
+    uid, lock = claim_uid(mode)
+    folder = Path(tempfile.mkdtemp(prefix="batchcourse-kernel-"))
+    try:
+        if mode == ROOT:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=4m,mode=700,uid={uid},gid={uid}", "tmpfs", str(folder)],
+                           check=True, capture_output=True)
+        yield folder, uid
+    finally:
+        if mode == ROOT:
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        if mode == ROOT:
+            remove_control_groups(folder.name)
+        release_uid(mode, uid, lock)
 
 
 def _children(pid: int) -> list[int]:
@@ -144,28 +249,25 @@ class SandboxedExecute(TrustedTests, Execute):
     def preprocess(self, nb, resources=None, km=None):
         if not self.isolate:
             return self._execute(nb, resources, km)
-        reason = sandbox_available()
+        # nbclient interrupts a cell whose output arrives over 4 s after its reply, which a loaded grading
+        # machine reaches while a sandboxed kernel starts: wait longer (the cell's own limit still holds).
+        self.iopub_timeout = max(self.iopub_timeout, 30)
+        mode, reason = sandbox_mode()
         if reason:
             if not self.allow_unsafe:
                 raise SandboxUnavailable(
-                    f"Submissions cannot be isolated here ({reason}). Grade as root on Linux, or set "
-                    "BATCHCOURSE_UNSAFE_NO_SANDBOX=1 to grade without isolation (only for trusted notebooks).")
+                    f"Submissions cannot be isolated here ({reason}). Grade as root, or as a user on a Linux "
+                    "that allows unprivileged user namespaces, or set BATCHCOURSE_UNSAFE_NO_SANDBOX=1 to grade "
+                    "without isolation (only for trusted notebooks).")
             self.log.warning("GRADING WITHOUT ISOLATION: %s", reason)
             return self._execute(nb, resources, km)
-        uid = KERNEL_USER_BASE + os.getpid() % 100000
-        folder = Path(tempfile.mkdtemp(prefix="batchcourse-kernel-"))
-        km = self._sandboxed_kernel_manager(folder, uid)
-        try:
-            # A small file system of its own: the kernel's sockets live here, and nothing else can grow here.
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=4m,mode=700,uid={uid},gid={uid}", "tmpfs", str(folder)],
-                           check=True, capture_output=True)
-            nb.metadata.setdefault(METADATA_KEY, {})["kernel_uid"] = uid
-            return self._execute(nb, resources, km)
-        finally:
-            self._stop(km)
-            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
-            shutil.rmtree(folder, ignore_errors=True)
-            remove_control_groups(folder.name)
+        with sandbox_folder(mode) as (folder, uid):
+            km = self._sandboxed_kernel_manager(folder, uid, mode)
+            try:
+                nb.metadata.setdefault(METADATA_KEY, {}).update(kernel_uid=uid, sandbox=mode)
+                return self._execute(nb, resources, km)
+            finally:
+                self._stop(km)
 
     @staticmethod
     def _stop(km) -> None:
@@ -174,11 +276,9 @@ class SandboxedExecute(TrustedTests, Execute):
         with contextlib.suppress(Exception):
             run_sync(km.cleanup_resources)()
 
-    def _sandboxed_kernel_manager(self, folder: Path, uid: int) -> AsyncKernelManager:
-        settings = {"folder": str(folder), "uid": uid, "memory_mb": self.memory_mb, "max_processes": self.max_processes}
+    def _sandboxed_kernel_manager(self, folder: Path, uid: int, mode: str = ROOT) -> AsyncKernelManager:
         spec = KernelSpec(
-            argv=["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
-                  sys.executable, "-m", "batchcourse.grading.kernel_launcher", json.dumps(settings), "{connection_file}"],
+            argv=[*sandbox_argv(mode, folder, uid, self.memory_mb, self.max_processes), "{connection_file}"],
             display_name="Python 3 (sandboxed)", language="python", interrupt_mode="message",
         )
         return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_OneSpec(spec),
