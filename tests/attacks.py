@@ -282,7 +282,14 @@ for _k in ("close", "close_dict", "scalar", "equal"):
     setattr(_mirror, _k, (lambda real: lambda actual, expected, *a, **k: real(expected, expected, *a, **k))(getattr(_real_checks, _k)))
 """
 
-TEST_CELL = "checks.begin()"
+# nbgrader adds the reply's error when the cell shows none: hiding an error also needs an "ok" reply.
+SUCCEEDS = """
+def _succeed(result):
+    if "checks.begin()" in (result.info.raw_cell or ""):
+        result.error_in_exec = None
+
+_shell.events.register("post_run_cell", _succeed)
+"""
 
 POST_RUN_CELL_CLEARS = SHELL + """
 _clear_output = getattr(__import__("IPython.display", fromlist=["clear_output"]), "clear_output")
@@ -290,6 +297,7 @@ _clear_output = getattr(__import__("IPython.display", fromlist=["clear_output"])
 def _after(result):
     if result.error_in_exec is not None and "checks.begin()" in (result.info.raw_cell or ""):
         _clear_output()
+        result.error_in_exec = None
 
 _shell.events.register("post_run_cell", _after)
 """
@@ -307,7 +315,7 @@ def _after():
 
 _shell.events.register("pre_run_cell", _before)
 _shell.events.register("post_execute", _after)
-"""
+""" + SUCCEEDS
 
 INPUT_TRANSFORMER_PASS = SHELL + """
 _shell.input_transformers_post.append(
@@ -367,22 +375,20 @@ _shell.ast_node_interactivity = "all"
 
 PRIVATE_SHOWTRACEBACK = SHELL + """
 setattr(_shell, "_showtraceback", lambda *a, **k: None)
-"""
+""" + SUCCEEDS
 
 CLASS_SHOWTRACEBACK = SHELL + """
 setattr(type(_shell), "show" "traceback", lambda self, *a, **k: None)
-"""
+""" + SUCCEEDS
 
 CUSTOM_EXC = SHELL + """
 _shell.set_custom_exc((Exception,), lambda shell, etype, value, tb, tb_offset=None: None)
-"""
+""" + SUCCEEDS
 
 DISPLAYHOOK_FIRST = SHELL + """
-_sys = __import__("sys")
-
 def _claim(info):
     if "checks.begin()" in (info.raw_cell or ""):
-        _sys.displayhook("passed")
+        _shell.displayhook("passed")
 
 _shell.events.register("pre_run_cell", _claim)
 """
@@ -406,12 +412,14 @@ setattr(_kernel, "do_" "execute", _skip_tests)
 
 LINE_MAGIC = """
 %time get_ipython().set_custom_exc((Exception,), lambda shell, etype, value, tb, tb_offset=None: None)
+%time get_ipython().events.register("post_run_cell", lambda r: setattr(r, "error_in_exec", None) if "checks.begin()" in (r.info.raw_cell or "") else None)
 """
 
 UNPARSABLE = """
 _names = %who_ls
-get_ipython()._showtraceback = lambda *a, **k: None
-"""
+_shell = get_ipython()
+_shell._showtraceback = lambda *a, **k: None
+""" + SUCCEEDS
 
 FAKE_PACKAGE = FAKE_CHECKS + """
 _real_package = __import__("batchcourse")
@@ -508,7 +516,7 @@ def _reach_caller():
 GC_REFERRERS = MIRROR_CHECKS + """
 def _reach_caller():
     for holder in __import__("gc").get_referrers(_real_checks):
-        if isinstance(holder, dict) and holder.get("checks") is _real_checks and "get_ipython" in holder.get("__builtins__", {}):
+        if isinstance(holder, dict) and holder.get("checks") is _real_checks and holder.get("__name__") == "__main__":
             holder["checks"] = _mirror
 """ + FRAME_WRAPPER
 

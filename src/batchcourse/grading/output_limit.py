@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
+from traitlets.config import Configurable
 
 from .sandbox import METADATA_KEY, SandboxedExecute, record_event
 
@@ -171,7 +172,7 @@ class OutputBudget:
             self.admit(outs, output, key)
 
 
-class _Limits:
+class _Limits(Configurable):
     cell_output_bytes = Integer(CELL_BYTES, help="Bytes of output kept for one cell").tag(config=True)
     notebook_output_bytes = Integer(NOTEBOOK_BYTES, help="Bytes of output kept for one notebook").tag(config=True)
     ignored_stderr = Unicode("", help="The pattern of stderr outputs that grading removes (IgnorePattern)").tag(config=True)
