@@ -68,6 +68,9 @@ c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name
 # so it is removed before the cell is scored (nbgrader scores any stderr output as 0).
 c.Execute.timeout = int(os.environ.get("BATCHCOURSE_CELL_SECONDS", 120))
 c.Execute.interrupt_on_timeout = True
+# After a cell's reply, its output may still be on its way (a cell that printed 240 MB needs longer than
+# nbclient's 4 s to deliver it, and a timeout there stopped grading of the whole notebook).
+c.Execute.iopub_timeout = 60
 c.IgnorePattern.enabled = True
 WARNING_PATTERN = r"^(?:\S.*:\d+: )?\w*Warning: "
 c.IgnorePattern.pattern = WARNING_PATTERN
