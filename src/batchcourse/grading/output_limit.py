@@ -207,6 +207,10 @@ class LimitOutputBytes(_Limits):
             budget.forget(cell_index, outs)
 
 
+def _is_note(output) -> bool:
+    return output.get("output_type") == "stream" and output.get("text", "").startswith(f"\n{NOTE_PREFIX}")
+
+
 class OutputByteLimit(_Limits, NbGraderPreprocessor):
     """Apply an OutputBudget to an executed notebook (a safety net after the Execute step)."""
 
@@ -215,11 +219,11 @@ class OutputByteLimit(_Limits, NbGraderPreprocessor):
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
+            if any(_is_note(o) for o in cell.get("outputs", [])):
+                budget.total += sum(output_bytes(o) for o in cell.outputs)  # already cut while it ran
+                continue
             outs = []
             for output in cell.get("outputs", []):
-                if output.get("output_type") == "stream" and output.get("text", "").startswith(f"\n{NOTE_PREFIX}"):
-                    outs.append(output)
-                    continue
                 outs.append(output)
                 why = budget.admit(outs, output, index)
                 if why:
