@@ -20,12 +20,27 @@ from test_notebooks import grade_ids_of_tests, graded_functions, load_cases
 
 pytestmark = pytest.mark.notebooks
 PAIR = ("01_conv_batch_independence", "04_running_stats_and_eval")
-MAX_GRADED_NOTEBOOK_BYTES = 4 * 1024 * 1024
+MAX_GRADED_NOTEBOOK_BYTES = 10 * 1024 * 1024  # the notebook-wide output limit (8 MB) and the rest of the notebook
 GRADING_ENV = {"BATCHCOURSE_CELL_SECONDS": "20", "BATCHCOURSE_WALL_SECONDS": "120"}
 WINS_TODAY = "wins while tests share the student's kernel (issue 12)"
 
-# (family, variant) pairs that gain points with today's grading (measured on 01 and 04).
-EXPECTED_TO_WIN_TODAY: set[tuple[str, str]] = set()
+# (family, variant) pairs that gain points with today's grading (measured on 01 and 04, November 2026).
+FORGES, STATE, FRAME = ("forges the result inside the kernel", "breaks the checks' own state",
+                        "reads the expected value from the calling frame")
+THREAD, SUBCLASS = "calls the forbidden routine from another thread", "returns a module subclass that does not do what was asked"
+EXPECTED_TO_WIN_TODAY: set[tuple[str, str]] = {
+    *((FORGES, name) for name in attacks.ISSUE_FAMILIES[FORGES]),
+    *((STATE, name) for name in attacks.ISSUE_FAMILIES[STATE]),
+    *((FRAME, name) for name in attacks.ISSUE_FAMILIES[FRAME]),
+    (THREAD, "F.conv2d in a threading.Thread"),
+    (THREAD, "F.conv2d in a ThreadPoolExecutor"),
+    (THREAD, "F.conv2d in a worker thread started before the tests"),
+    (THREAD, "BatchNorm2d.forward runs F.batch_norm in a ThreadPoolExecutor"),
+    (STATE, "empties the table of forbidden operators"),
+    (SUBCLASS, "a Conv2d subclass that runs conv then bn"),
+    (SUBCLASS, "a plain Conv2d whose forward is replaced on the instance"),
+    (SUBCLASS, "a plain Conv2d with a forward hook that replaces the output"),
+}
 
 
 @dataclass
