@@ -16,6 +16,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     SaveAutoGrades)
 
 from batchcourse.grading.feedback import HideHiddenTests, StudentFeedback
+from batchcourse.grading.output_limit import LimitedSandboxedExecute, OutputByteLimit
 from batchcourse.grading.repair import RepairSubmission
 from batchcourse.grading.sandbox import METADATA_KEY, SandboxedExecute
 from batchcourse.grading.tamper import TamperCheck
@@ -45,7 +46,7 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.GenerateAssignment.create_assignment = True
 
 # Grading: a damaged submission is repaired first (batchcourse/grading/repair.py: deleted test cells put back,
-# duplicated or made-up cells graded as plain code). Each submission then runs in a sandbox (batchcourse/grading/sandbox.py) with no network, no access to
+# duplicated or made-up cells graded as plain code, the grading metadata of every known cell as released). Each submission then runs in a sandbox (batchcourse/grading/sandbox.py) with no network, no access to
 # solutions, tests or the gradebook, and limits on time, memory and processes; then TamperCheck
 # withholds the automatic score of code that changes what the tests rely on (batchcourse/grading/tamper.py).
 # Where the sandbox cannot be made (not root, no namespaces) grading stops, unless
@@ -53,8 +54,10 @@ c.GenerateAssignment.create_assignment = True
 c.Autograde.sanitize_preprocessors = [
     RepairSubmission, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
+# Output is kept up to a byte limit per cell and per notebook as it arrives, then checked again
+# (batchcourse/grading/output_limit.py): what is left out is said in the cell, and scoring is unchanged.
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute, TamperCheck, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+    LimitedSandboxedExecute, OutputByteLimit, TamperCheck, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
     SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
 c.SandboxedExecute.allow_unsafe = os.environ.get("BATCHCOURSE_UNSAFE_NO_SANDBOX") == "1"
@@ -66,8 +69,13 @@ c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name
 # so it is removed before the cell is scored (nbgrader scores any stderr output as 0).
 c.Execute.timeout = int(os.environ.get("BATCHCOURSE_CELL_SECONDS", 120))
 c.Execute.interrupt_on_timeout = True
+# After a cell's reply, its output may still be on its way (a cell that printed 240 MB needs longer than
+# nbclient's 4 s to deliver it, and a timeout there stopped grading of the whole notebook).
+c.Execute.iopub_timeout = 60
 c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = r"^(?:\S.*:\d+: )?\w*Warning: "
+WARNING_PATTERN = r"^(?:\S.*:\d+: )?\w*Warning: "
+c.IgnorePattern.pattern = WARNING_PATTERN
+c.LimitedSandboxedExecute.ignored_stderr = c.OutputByteLimit.ignored_stderr = WARNING_PATTERN
 # The kernels that Validate and the self-check start are reached over encrypted sockets (CurveZMQ), so they
 # print no warning about plain-text TCP, which a learner could do nothing about.
 if zmq.has("curve"):

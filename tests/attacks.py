@@ -422,3 +422,373 @@ SANDBOX_ATTACKS.update({
     "stops, kills and traces the grader and every process in sight": reader(SIGNALS),
     "kills its parent and stops its process group": code_attack(KILL_EVERYTHING),
 })
+# ----------------------------------------------------------------------------------------
+# Issue 12: the families that win while test cells share the student's kernel.
+#
+# `ISSUE_FAMILIES` maps a family to its variants; every variant is a builder like the ones above and
+# works on any assignment (it attacks `function`, whose answer is wrong). Variants that only make sense
+# for one graded item live in tests/cases/<id>.py as ISSUE_ATTACKS (family -> {variant: (function, code)}).
+# Most variants keep clear of the names the static scan (grading/tamper.py) looks for, as a determined
+# student would: getattr with a string, __import__ instead of an import statement.
+# In the templates, TARGET stands for the attacked function's name.
+
+SHELL = """
+_shell = getattr(__import__("IPython"), "get_ipython")()
+"""
+
+FAKE_CHECKS = """
+import contextlib as _contextlib
+import types as _types
+_real_checks = __import__("batchcourse.checks", fromlist=["begin"])
+_fake_checks = _types.SimpleNamespace(**{_k: _v for _k, _v in vars(_real_checks).items() if not _k.startswith("__")})
+for _k in ("begin", "close", "close_dict", "scalar", "equal", "raises", "unchanged"):
+    setattr(_fake_checks, _k, lambda *a, **k: None)
+setattr(_fake_checks, "parts", lambda actual, names, what: list(actual) if isinstance(actual, (tuple, list)) else [actual] * len(names))
+setattr(_fake_checks, "forbidden", lambda *a, **k: _contextlib.nullcontext())
+"""
+
+# A stand-in for the checks that compares the expected value with itself.
+MIRROR_CHECKS = """
+import types as _types
+_real_checks = __import__("batchcourse.checks", fromlist=["begin"])
+_mirror = _types.SimpleNamespace(**{_k: _v for _k, _v in vars(_real_checks).items() if not _k.startswith("__")})
+for _k in ("close", "close_dict", "scalar", "equal"):
+    setattr(_mirror, _k, (lambda real: lambda actual, expected, *a, **k: real(expected, expected, *a, **k))(getattr(_real_checks, _k)))
+"""
+
+# nbgrader adds the reply's error when the cell shows none: hiding an error also needs an "ok" reply.
+SUCCEEDS = """
+def _succeed(result):
+    if "checks.begin()" in (result.info.raw_cell or ""):
+        result.error_in_exec = None
+
+_shell.events.register("post_run_cell", _succeed)
+"""
+
+POST_RUN_CELL_CLEARS = SHELL + """
+_clear_output = getattr(__import__("IPython.display", fromlist=["clear_output"]), "clear_output")
+
+def _after(result):
+    if result.error_in_exec is not None and "checks.begin()" in (result.info.raw_cell or ""):
+        _clear_output()
+        result.error_in_exec = None
+
+_shell.events.register("post_run_cell", _after)
+"""
+
+POST_EXECUTE_CLEARS = SHELL + """
+_clear_output = getattr(__import__("IPython.display", fromlist=["clear_output"]), "clear_output")
+_current = []
+
+def _before(info):
+    _current[:] = [info.raw_cell or ""]
+
+def _after():
+    if _current and "checks.begin()" in _current[0]:
+        _clear_output()
+
+_shell.events.register("pre_run_cell", _before)
+_shell.events.register("post_execute", _after)
+""" + SUCCEEDS
+
+INPUT_TRANSFORMER_PASS = SHELL + """
+_shell.input_transformers_post.append(
+    lambda lines: ["pass\\n"] if any("checks.begin()" in line for line in lines) else lines)
+"""
+
+INPUT_TRANSFORMER_NOOPS = SHELL + """
+def _defang(lines):
+    if not any("checks.begin()" in line for line in lines):
+        return lines
+    for name in ("close", "close_dict", "equal", "scalar", "raises", "unchanged"):
+        lines = [line.replace(f"checks.{name}(", "(lambda *a, **k: None)(") for line in lines]
+    return lines
+
+_shell.input_transformer_manager.cleanup_transforms.append(_defang)
+"""
+
+AST_EMPTIES = SHELL + """
+import ast as _ast
+
+class _EmptyTests(_ast.NodeTransformer):
+    def visit_Module(self, node):
+        if any(isinstance(n, _ast.Attribute) and n.attr == "begin" for n in _ast.walk(node)):
+            node.body = [_ast.Pass(lineno=1, col_offset=0)]
+        return node
+
+_shell.ast_transformers.append(_EmptyTests())
+"""
+
+AST_SWALLOWS = SHELL + """
+import ast as _ast
+
+class _Swallow(_ast.NodeTransformer):
+    def visit_Module(self, node):
+        if any(isinstance(n, _ast.Attribute) and n.attr == "begin" for n in _ast.walk(node)):
+            node.body = [_ast.Try(body=[statement], handlers=[_ast.ExceptHandler(type=None, name=None, body=[_ast.Pass()])],
+                                  orelse=[], finalbody=[]) for statement in node.body]
+            _ast.fix_missing_locations(node)
+        return node
+
+_shell.ast_transformers.append(_Swallow())
+"""
+
+AST_RESULT_FIRST = SHELL + """
+import ast as _ast
+
+class _ResultFirst(_ast.NodeTransformer):
+    def visit_Module(self, node):
+        if any(isinstance(n, _ast.Attribute) and n.attr == "begin" for n in _ast.walk(node)):
+            node.body.insert(0, _ast.Expr(_ast.Constant("passed")))
+            _ast.fix_missing_locations(node)
+        return node
+
+_shell.ast_transformers.append(_ResultFirst())
+_shell.ast_node_interactivity = "all"
+"""
+
+PRIVATE_SHOWTRACEBACK = SHELL + """
+setattr(_shell, "_showtraceback", lambda *a, **k: None)
+""" + SUCCEEDS
+
+CLASS_SHOWTRACEBACK = SHELL + """
+setattr(type(_shell), "show" "traceback", lambda self, *a, **k: None)
+""" + SUCCEEDS
+
+CUSTOM_EXC = SHELL + """
+_shell.set_custom_exc((Exception,), lambda shell, etype, value, tb, tb_offset=None: None)
+""" + SUCCEEDS
+
+DISPLAYHOOK_FIRST = SHELL + """
+def _claim(info):
+    if "checks.begin()" in (info.raw_cell or ""):
+        _shell.displayhook("passed")
+
+_shell.events.register("pre_run_cell", _claim)
+"""
+
+ABORTING = SHELL + """
+_shell.kernel._aborting = True
+"""
+
+KERNEL_EXECUTE = SHELL + """
+_kernel = _shell.kernel
+_execute = getattr(_kernel, "do_" "execute")
+
+async def _skip_tests(code, *args, **kwargs):
+    if "checks.begin()" in code:
+        return {"status": "ok", "execution_count": _shell.execution_count, "payload": [], "user_expressions": {}}
+    reply = _execute(code, *args, **kwargs)
+    return await reply if hasattr(reply, "__await__") else reply
+
+setattr(_kernel, "do_" "execute", _skip_tests)
+"""
+
+LINE_MAGIC = """
+%time get_ipython().set_custom_exc((Exception,), lambda shell, etype, value, tb, tb_offset=None: None)
+%time get_ipython().events.register("post_run_cell", lambda r: setattr(r, "error_in_exec", None) if "checks.begin()" in (r.info.raw_cell or "") else None)
+"""
+
+UNPARSABLE = """
+_names = %who_ls
+_shell = get_ipython()
+_shell._showtraceback = lambda *a, **k: None
+""" + SUCCEEDS
+
+FAKE_PACKAGE = FAKE_CHECKS + """
+_real_package = __import__("batchcourse")
+_fake_package = _types.ModuleType("batchcourse")
+_fake_package.__dict__.update({_k: _v for _k, _v in vars(_real_package).items() if _k != "checks"})
+_fake_package.checks = _fake_checks
+"""
+
+SYS_MODULES_PACKAGE = FAKE_PACKAGE + """
+getattr(__import__("sys"), "modules")["batchcourse"] = _fake_package
+"""
+
+HOOKED_IMPORT = FAKE_PACKAGE + """
+_builtin_module = __import__("built" "ins")
+_real_import = getattr(_builtin_module, "__import__")
+
+def _import(name, globals=None, locals=None, fromlist=(), level=0):
+    module = _real_import(name, globals, locals, fromlist, level)
+    if name == "batchcourse" and fromlist and "checks" in fromlist:
+        return _fake_package
+    return module
+
+setattr(_builtin_module, "__import__", _import)
+"""
+
+PACKAGE_DICT = FAKE_CHECKS + """
+_package_dict = object.__getattribute__(__import__("batchcourse"), "__di" "ct__")
+_package_dict["checks"] = _fake_checks
+"""
+
+CHECKS_GLOBALS = """
+_real_checks = __import__("batchcourse.checks", fromlist=["begin"])
+_checks_dict = getattr(_real_checks.close, "__glob" "als__")
+_checks_dict.update({_k: (lambda *a, **k: None) for _k in ("begin", "close", "close_dict", "scalar", "equal", "raises", "unchanged")})
+"""
+
+TOLERANCES = """
+from batchcourse import checks
+checks.DEFAULT_TOLERANCES.update({_dtype: (1e30, 1e30) for _dtype in list(checks.DEFAULT_TOLERANCES)})
+"""
+
+SNAPSHOT_EDITED = """
+_real_checks = __import__("batchcourse.checks", fromlist=["begin"])
+for _label, (_obj, _saved) in _real_checks._PRISTINE.namespaces.items():
+    if _label in ("numpy", "math"):
+        _saved.pop("any", None)
+        _saved.pop("isclose", None)
+        _saved.pop("array_equal", None)
+setattr(__import__("numpy"), "any", lambda *a, **k: False)
+setattr(__import__("numpy"), "array_equal", lambda *a, **k: True)
+setattr(__import__("math"), "isclose", lambda *a, **k: True)
+"""
+
+NUMPY_INTERNALS = """
+_fromnumeric = __import__("numpy._core.fromnumeric", fromlist=["any"])
+_any_all = _fromnumeric._wrapreduction_any_all
+setattr(_fromnumeric, "_wrapreduction_any_all",
+        lambda obj, ufunc, method, *a, **k: False if method == "any" else _any_all(obj, ufunc, method, *a, **k))
+"""
+
+SETTRACE_SWAP = """
+def _swap(frame, event, arg):
+    code = frame.f_code
+    if event == "call" and code.co_name in ("close", "equal", "scalar") and code.co_filename.endswith("checks.py"):
+        frame.f_locals["actual"] = frame.f_locals["expected"]
+    return None
+
+getattr(__import__("sys"), "set" "trace")(_swap)
+"""
+
+SETPROFILE_SWAP = SETTRACE_SWAP.replace('"set" "trace"', '"set" "profile"')
+
+FRAME_WRAPPER = """
+_wrong_TARGET = TARGET
+
+def TARGET(*args, **kwargs):
+    _reach_caller()
+    return _wrong_TARGET(*args, **kwargs)
+"""
+
+GETFRAME_GLOBALS = FAKE_CHECKS + """
+def _reach_caller():
+    getattr(__import__("sys"), "_getframe")(2).f_globals["checks"] = _fake_checks
+""" + FRAME_WRAPPER
+
+INSPECT_STACK = MIRROR_CHECKS + """
+def _reach_caller():
+    for frame_info in __import__("inspect").stack()[2:]:
+        if "checks" in frame_info.frame.f_locals:
+            frame_info.frame.f_locals["checks"] = _mirror
+            break
+""" + FRAME_WRAPPER
+
+GC_REFERRERS = MIRROR_CHECKS + """
+def _reach_caller():
+    for holder in __import__("gc").get_referrers(_real_checks):
+        if isinstance(holder, dict) and holder.get("checks") is _real_checks and holder.get("__name__") == "__main__":
+            holder["checks"] = _mirror
+""" + FRAME_WRAPPER
+
+FRAME_BACK_LOCALS = MIRROR_CHECKS + """
+def _reach_caller():
+    frame = __import__("inspect").currentframe().f_back.f_back
+    while frame is not None and "checks" not in frame.f_locals:
+        frame = frame.f_back
+    if frame is not None:
+        frame.f_locals["checks"] = _mirror
+""" + FRAME_WRAPPER
+
+PRINT_FLOOD = """
+print(("x" * 1023 + "\\n") * (FLOOD_MB * 1024))
+"""
+
+DISPLAY_FLOOD = """
+_display = getattr(__import__("IPython.display", fromlist=["display"]), "display")
+for _ in range(FLOOD_MB):
+    _display({"text/html": "<p>" + "y" * (1024 * 1024 - 7) + "</p>", "text/plain": "flood"}, raw=True)
+"""
+
+NOISY_FUNCTION = """
+_quiet_TARGET = TARGET
+
+def TARGET(*args, **kwargs):
+    print("z" * (2 * 1024 * 1024))
+    return _quiet_TARGET(*args, **kwargs)
+"""
+
+FLOOD_MB = 40
+
+
+def issue_attack(template: str):
+    """A builder that appends `template` (TARGET: the attacked function) to the wrong answer."""
+    def build(student_nb, answers, function, wrong, context):
+        code = template.replace("TARGET", function).replace("FLOOD_MB", str(FLOOD_MB))
+        return grading.make_submission(student_nb, _answer(answers, function, wrong, code))
+    return build
+
+
+def metadata_edited(**changes):
+    """A builder that gives the attacked function's test cells other nbgrader metadata in the notebook JSON."""
+    def build(student_nb, answers, function, wrong, context):
+        submission = grading.make_submission(student_nb, {**answers, function: wrong})
+        for cell in _test_cells(submission, function):
+            meta = cell.metadata.nbgrader
+            for key, value in changes.items():
+                meta[key] = f"{meta[key]}_{value}" if key == "grade_id" else value
+        return submission
+    return build
+
+
+ISSUE_FAMILIES = {
+    "forges the result inside the kernel": {
+        "post_run_cell clears the error": issue_attack(POST_RUN_CELL_CLEARS),
+        "post_execute clears the test cell's outputs": issue_attack(POST_EXECUTE_CLEARS),
+        "input transformer turns test cells into pass": issue_attack(INPUT_TRANSFORMER_PASS),
+        "cleanup transform turns checks into no-ops": issue_attack(INPUT_TRANSFORMER_NOOPS),
+        "AST transformer empties test cells": issue_attack(AST_EMPTIES),
+        "AST transformer wraps each statement in try/except": issue_attack(AST_SWALLOWS),
+        "AST transformer puts a result before the error": issue_attack(AST_RESULT_FIRST),
+        "replaces the shell's _showtraceback": issue_attack(PRIVATE_SHOWTRACEBACK),
+        "replaces showtraceback on the shell's class": issue_attack(CLASS_SHOWTRACEBACK),
+        "installs a custom exception handler": issue_attack(CUSTOM_EXC),
+        "displayhook puts a result before the error": issue_attack(DISPLAYHOOK_FIRST),
+        "sets ipykernel's aborting flag": issue_attack(ABORTING),
+        "replaces the kernel's do_execute": issue_attack(KERNEL_EXECUTE),
+        "tampers in a line magic the scan skips": issue_attack(LINE_MAGIC),
+        "a magic assignment makes the cell unreadable to the scan": issue_attack(UNPARSABLE),
+    },
+    "breaks the checks' own state": {
+        "fake batchcourse package in sys.modules": issue_attack(SYS_MODULES_PACKAGE),
+        "builtins.__import__ hands out fake checks": issue_attack(HOOKED_IMPORT),
+        "package dict edited in place": issue_attack(PACKAGE_DICT),
+        "checks' globals edited in place": issue_attack(CHECKS_GLOBALS),
+        "tolerance table edited in place": issue_attack(TOLERANCES),
+        "snapshot edited, then numpy and math replaced": issue_attack(SNAPSHOT_EDITED),
+        "numpy internals outside the snapshot": issue_attack(NUMPY_INTERNALS),
+        "sys.settrace swaps actual for expected": issue_attack(SETTRACE_SWAP),
+        "sys.setprofile swaps actual for expected": issue_attack(SETPROFILE_SWAP),
+    },
+    "reads the expected value from the calling frame": {
+        "sys._getframe(2).f_globals gets fake checks": issue_attack(GETFRAME_GLOBALS),
+        "inspect.stack() f_locals get mirrored checks": issue_attack(INSPECT_STACK),
+        "gc.get_referrers finds the notebook namespace": issue_attack(GC_REFERRERS),
+        "f_back walk rebinds checks": issue_attack(FRAME_BACK_LOCALS),
+    },
+    "harms the grader with output": {
+        f"prints {FLOOD_MB} MB": issue_attack(PRINT_FLOOD),
+        f"displays {FLOOD_MB} MB of HTML": issue_attack(DISPLAY_FLOOD),
+        "the attacked function prints 2 MB per call": issue_attack(NOISY_FUNCTION),
+    },
+    "edits test-cell metadata": {
+        "solution: true": metadata_edited(solution=True),
+        "grade: false": metadata_edited(grade=False),
+        "points: 100": metadata_edited(points=100),
+        "grade_id changed": metadata_edited(grade_id="mine"),
+        "locked: false": metadata_edited(locked=False),
+    },
+}

@@ -316,3 +316,70 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         return layer(x)
 """),
 }
+
+# Issue 12: answers that call the forbidden routine where the from-scratch rule does not look, or that make
+# the reference computed after them agree with a wrong result (tests/test_attack_families.py).
+ISSUE_ATTACKS = {
+    "calls the forbidden routine from another thread": {
+        "F.conv2d in a threading.Thread": ("conv2d", """
+import threading
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    result = []
+    worker = threading.Thread(target=lambda: result.append(F.conv2d(x, weight, bias, stride=stride, padding=padding)))
+    worker.start()
+    worker.join()
+    return result[0]
+"""),
+        "F.conv2d in a ThreadPoolExecutor": ("conv2d", """
+from concurrent.futures import ThreadPoolExecutor
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(torch.nn.functional.conv2d, x, weight, bias, stride, padding).result()
+"""),
+        "F.conv2d in a worker thread started before the tests": ("conv2d", """
+import queue
+import threading
+
+_jobs = queue.Queue()
+
+def _serve():
+    while True:
+        args, reply = _jobs.get()
+        reply.put(F.conv2d(*args))
+
+threading.Thread(target=_serve, daemon=True).start()
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    reply = queue.Queue()
+    _jobs.put(((x, weight, bias, stride, padding), reply))
+    return reply.get()
+"""),
+    },
+    "breaks the checks' own state": {
+        "empties the table of forbidden operators": ("conv2d", """
+from batchcourse import checks
+checks.ROUTINES.update({name: frozenset() for name in list(checks.ROUTINES)})
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+"""),
+        "patches F.conv2d for the one reference call after it": ("conv2d", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    kh, kw = weight.shape[2:]
+    patches = F.pad(x, (padding,) * 4).unfold(2, kh, stride).unfold(3, kw, stride)
+    out = torch.einsum("ncijab,ocab->noij", patches, weight.flip(2, 3))
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    functional = __import__("torch.nn.functional", fromlist=["conv2d"])
+    real = functional.conv2d
+
+    def once(*args, **kwargs):
+        setattr(functional, "conv2d", real)
+        return out.clone()
+    setattr(functional, "conv2d", once)
+    return out
+"""),
+    },
+}

@@ -829,3 +829,73 @@ class BatchNorm2d(nn.BatchNorm2d):
                                          self.training or self.running_mean is None, momentum, self.eps, False)
 """),
 }
+
+# Issue 12: modules that do not do what was asked, the forbidden routine from another thread, and a reference
+# patched by the answer that precedes it (tests/test_attack_families.py).
+ISSUE_ATTACKS = {
+    "returns a module subclass that does not do what was asked": {
+        "a Conv2d subclass that runs conv then bn": ("fold_batchnorm", """
+import copy
+
+class FoldedConv2d(nn.Conv2d):
+    def forward(self, x):
+        return self.original_bn(self.original_conv(x))
+
+def fold_batchnorm(conv, bn):
+    folded = FoldedConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                          padding=conv.padding, dilation=conv.dilation, groups=conv.groups).to(conv.weight.dtype)
+    folded.original_conv, folded.original_bn = copy.deepcopy(conv), copy.deepcopy(bn).eval()
+    return folded
+"""),
+        "a plain Conv2d whose forward is replaced on the instance": ("fold_batchnorm", """
+import copy
+
+def fold_batchnorm(conv, bn):
+    folded = copy.deepcopy(conv)
+    kept_bn = copy.deepcopy(bn).eval()
+    inner = copy.deepcopy(conv)
+    folded.forward = lambda x: kept_bn(inner(x))
+    return folded
+"""),
+        "a plain Conv2d with a forward hook that replaces the output": ("fold_batchnorm", """
+import copy
+
+def fold_batchnorm(conv, bn):
+    folded = copy.deepcopy(conv)
+    kept_bn = copy.deepcopy(bn).eval()
+    folded.register_forward_hook(lambda module, inputs, output: kept_bn(output))
+    return folded
+"""),
+    },
+    "calls the forbidden routine from another thread": {
+        "BatchNorm2d.forward runs F.batch_norm in a ThreadPoolExecutor": ("BatchNorm2d", """
+from concurrent.futures import ThreadPoolExecutor
+
+class BatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("expected 4D input")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(super().forward, x).result()
+"""),
+    },
+    "breaks the checks' own state": {
+        "patches F.batch_norm for the one reference call after it": ("batch_norm_eval", """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    out = (x - running_mean.view(view)) / torch.sqrt(running_var.view(view))
+    if weight is not None:
+        out = out * weight.view(view)
+    if bias is not None:
+        out = out + bias.view(view)
+    functional = __import__("torch.nn.functional", fromlist=["batch_norm"])
+    real = functional.batch_norm
+
+    def once(*args, **kwargs):
+        setattr(functional, "batch_norm", real)
+        return out.clone()
+    setattr(functional, "batch_norm", once)
+    return out
+"""),
+    },
+}

@@ -7,7 +7,10 @@ rejects as "an old version" and refuses to grade). `RepairSubmission` runs first
 
 * strips the nbgrader metadata of cells whose grade id the assignment does not have, and of every
   copy of a duplicated cell but the last (the one nbgrader keeps);
-* puts back read-only and test cells that the student deleted, after the cell that preceded them.
+* puts back read-only and test cells that the student deleted, after the cell that preceded them;
+* gives every cell with a grade id of the assignment the nbgrader metadata of the source again (a test
+  cell marked `solution: true` or `grade: false`, or given other points, is graded as released instead of
+  stopping nbgrader with "Inconsistent checksums" or dropping out of the grades), and its cell type.
 
 What it changed is written into the notebook's metadata for the tamper report.
 """
@@ -26,6 +29,32 @@ def _grade_id(cell) -> str | None:
 def _locked(cell) -> bool:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return bool(meta.get("locked") or (meta.get("grade") and not meta.get("solution")))
+
+
+GRADING_KEYS = ("grade", "solution", "locked", "points", "task", "schema_version")
+
+
+def restore_metadata(notebook, source) -> list[str]:
+    """Give each cell with a grade id of `source` that cell's grading metadata and type; say which changed."""
+    originals = {_grade_id(c): c for c in source.cells if _grade_id(c)}
+    repairs = []
+    for index, cell in enumerate(notebook.cells):
+        original = originals.get(_grade_id(cell))
+        if original is None:
+            continue
+        meta, wanted = cell.metadata.nbgrader, original.metadata.nbgrader
+        changed = sorted(k for k in GRADING_KEYS if meta.get(k) != wanted.get(k))
+        if cell.cell_type != original.cell_type:
+            notebook.cells[index] = nbformat.from_dict(original)
+            repairs.append(f"cell {_grade_id(cell)!r} was turned into a {cell.cell_type} cell; put back as released")
+        elif changed:
+            for key in GRADING_KEYS:
+                if key in wanted:
+                    meta[key] = wanted[key]
+                else:
+                    meta.pop(key, None)
+            repairs.append(f"cell {_grade_id(cell)!r} had its {', '.join(changed)} changed; graded as released")
+    return repairs
 
 
 def repair(notebook, source) -> list[str]:
@@ -54,7 +83,7 @@ def repair(notebook, source) -> list[str]:
             repairs.append(f"cell {grade_id!r} was deleted; put back")
         if grade_id in present:
             previous = grade_id
-    return repairs
+    return repairs + restore_metadata(notebook, source)
 
 
 class RepairSubmission(NbGraderPreprocessor):

@@ -1,0 +1,152 @@
+"""Issue 12's attack families: no variant may gain a point, make its submission ungradeable or bloat it.
+
+The variants are tests/attacks.py's ISSUE_FAMILIES (any assignment) and each assignment's ISSUE_ATTACKS
+in tests/cases/<id>.py. One batch per assignment is graded: an honest submission (must keep full marks),
+a blank one, and the variants (the generic ones shared out between the two assignments to keep the run
+short). Each variant is then its own test. Variants in EXPECTED_TO_WIN_TODAY still win while test cells
+run in the student's kernel: they are strict xfails, to be taken out of the set one by one as the grading
+that runs tests in a separate process defeats them.
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import attacks
+from batchcourse import grading
+from test_notebooks import grade_ids_of_tests, graded_functions, load_cases
+
+pytestmark = pytest.mark.notebooks
+PAIR = ("01_conv_batch_independence", "04_running_stats_and_eval")
+MAX_GRADED_NOTEBOOK_BYTES = 10 * 1024 * 1024  # the notebook-wide output limit (8 MB) and the rest of the notebook
+GRADING_ENV = {"BATCHCOURSE_CELL_SECONDS": "20", "BATCHCOURSE_WALL_SECONDS": "120"}
+WINS_TODAY = "wins while tests share the student's kernel (issue 12)"
+
+# (family, variant) pairs that gain points with today's grading (measured on 01 and 04, November 2026).
+FORGES, STATE, FRAME = ("forges the result inside the kernel", "breaks the checks' own state",
+                        "reads the expected value from the calling frame")
+THREAD, SUBCLASS = "calls the forbidden routine from another thread", "returns a module subclass that does not do what was asked"
+EXPECTED_TO_WIN_TODAY: set[tuple[str, str]] = {
+    *((FORGES, name) for name in attacks.ISSUE_FAMILIES[FORGES]),
+    *((STATE, name) for name in attacks.ISSUE_FAMILIES[STATE]),
+    *((FRAME, name) for name in attacks.ISSUE_FAMILIES[FRAME]),
+    (THREAD, "F.conv2d in a threading.Thread"),
+    (THREAD, "F.conv2d in a ThreadPoolExecutor"),
+    (THREAD, "F.conv2d in a worker thread started before the tests"),
+    (THREAD, "BatchNorm2d.forward runs F.batch_norm in a ThreadPoolExecutor"),
+    (STATE, "empties the table of forbidden operators"),
+    (SUBCLASS, "a Conv2d subclass that runs conv then bn"),
+    (SUBCLASS, "a plain Conv2d whose forward is replaced on the instance"),
+    (SUBCLASS, "a plain Conv2d with a forward hook that replaces the output"),
+}
+
+
+@dataclass
+class Variant:
+    family: str
+    name: str
+    function: str
+    build: object = field(repr=False)
+    wrong: str = field(default="", repr=False)
+
+
+def wrong_answer(cases, function: str) -> str:
+    """A numerically wrong answer (not one that only breaks the from-scratch rule)."""
+    return next(code for why, code in cases.WRONG[function] if "torch" not in why)
+
+
+def variants_for(assignment: str, share: int | None = None) -> list[Variant]:
+    """The variants graded on `assignment`: its own, and the generic ones (every `share`-th of them when given)."""
+    cases = load_cases(assignment)
+    chosen = []
+    generic = [(family, name, build) for family, table in attacks.ISSUE_FAMILIES.items() for name, build in table.items()]
+    if share is not None:
+        generic = generic[share::len(PAIR)]
+    for family, name, build in generic:
+        chosen.append(Variant(family, name, None, build))
+    for family, table in getattr(cases, "ISSUE_ATTACKS", {}).items():
+        for name, (function, code) in table.items():
+            chosen.append(Variant(family, name, function, None, code))
+    return chosen
+
+
+@dataclass
+class Outcome:
+    gained: float
+    graded: bool
+    graded_bytes: int
+
+
+def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tuple[dict, bool, str]:
+    """Grade honest, blank and every variant in one batch; return variant -> Outcome, whether the honest
+    submission kept every point, and nbgrader's output."""
+    course = grading.ScratchCourse.create(assignment, parent)
+    solution_nb, student_nb = course.solution_nb, course.student_nb
+    answers = grading.solution_code(solution_nb)
+    target = graded_functions(solution_nb)[0]
+    wrong = wrong_answer(load_cases(assignment), target)
+    context = {"assignment": assignment, "port": 9}
+    batch = {"honest": grading.make_submission(student_nb, answers), "blank": student_nb}
+    students = {}
+    for number, variant in enumerate(variants, 1):
+        student = f"variant{number:02d}"
+        if variant.build is not None:
+            variant.function = target
+            batch[student] = variant.build(student_nb, answers, target, wrong, context)
+        else:
+            batch[student] = grading.make_submission(student_nb, {**answers, variant.function: variant.wrong})
+        students[student] = variant
+    course.submit(batch)
+    run = course.autograde()
+    scores = course.scores()
+    all_tests = [grading.grade_id(c) for c in solution_nb.cells if grading.is_test_cell(c)]
+    honest = scores.get("honest", {})
+    honest_full = bool(honest) and all((honest[g].score or 0) >= honest[g].max_score for g in all_tests if g in honest)
+    outcomes = {}
+    for student, variant in students.items():
+        attacked = grade_ids_of_tests(solution_nb, variant.function)
+        mine = scores.get(student, {})
+        gained = sum(mine[g].score or 0 for g in attacked if g in mine) - sum(scores["blank"][g].score or 0 for g in attacked)
+        path = course.root / "autograde" / "autograded" / student / assignment / f"{assignment}.ipynb"
+        graded = path.is_file() and student in scores and all(g in mine for g in attacked)
+        outcomes[(variant.family, variant.name)] = Outcome(gained, graded, path.stat().st_size if path.is_file() else 0)
+    return outcomes, honest_full, run.stdout
+
+
+@pytest.fixture(scope="module")
+def graded_pair(tmp_path_factory):
+    results = {}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in GRADING_ENV.items():
+            patch.setenv(key, value)
+        for share, assignment in enumerate(PAIR):
+            outcomes, honest_full, output = grade_variants(assignment, variants_for(assignment, share),
+                                                           tmp_path_factory.mktemp(assignment))
+            results[assignment] = (outcomes, honest_full, output)
+    return results
+
+
+def _params():
+    params = []
+    for share, assignment in enumerate(PAIR):
+        for variant in variants_for(assignment, share):
+            key = (variant.family, variant.name)
+            marks = [pytest.mark.xfail(strict=True, reason=WINS_TODAY)] if key in EXPECTED_TO_WIN_TODAY else []
+            params.append(pytest.param(assignment, key, marks=marks, id=f"{assignment[:2]}: {variant.family}: {variant.name}"))
+    return params
+
+
+def test_honest_submission_keeps_full_marks(graded_pair):
+    for assignment, (_, honest_full, output) in graded_pair.items():
+        assert honest_full, f"the honest submission lost points on {assignment} in a batch with the attacks:\n{output[-3000:]}"
+
+
+@pytest.mark.parametrize("assignment, variant", _params())
+def test_variant_gains_nothing(graded_pair, assignment, variant):
+    outcome = graded_pair[assignment][0][variant]
+    assert outcome.graded, f"{variant[1]}: the submission could not be graded, so it is missing from the grades"
+    assert outcome.gained <= 0, f"{variant[1]}: gained {outcome.gained:g} points with a wrong answer"
+    assert outcome.graded_bytes <= MAX_GRADED_NOTEBOOK_BYTES, (
+        f"{variant[1]}: the autograded notebook holds {outcome.graded_bytes / 2**20:.1f} MB")
