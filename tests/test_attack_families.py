@@ -3,9 +3,8 @@
 The variants are tests/attacks.py's ISSUE_FAMILIES (any assignment) and each assignment's ISSUE_ATTACKS
 in tests/cases/<id>.py. One batch per assignment is graded: an honest submission (must keep full marks),
 a blank one, and the variants (the generic ones shared out between the two assignments to keep the run
-short). Each variant is then its own test. Variants in EXPECTED_TO_WIN_TODAY still win while test cells
-run in the student's kernel: they are strict xfails, to be taken out of the set one by one as the grading
-that runs tests in a separate process defeats them.
+short). Each variant is then its own test. While test cells ran in the student's kernel, 36 of these variants
+won full marks with a wrong answer (measured on 01 and 04); with the tests in a process of their own, none may.
 """
 
 import os
@@ -22,25 +21,6 @@ pytestmark = pytest.mark.notebooks
 PAIR = ("01_conv_batch_independence", "04_running_stats_and_eval")
 MAX_GRADED_NOTEBOOK_BYTES = 10 * 1024 * 1024  # the notebook-wide output limit (8 MB) and the rest of the notebook
 GRADING_ENV = {"BATCHCOURSE_CELL_SECONDS": "20", "BATCHCOURSE_WALL_SECONDS": "120"}
-WINS_TODAY = "wins while tests share the student's kernel (issue 12)"
-
-# (family, variant) pairs that gain points with today's grading (measured on 01 and 04, November 2026).
-FORGES, STATE, FRAME = ("forges the result inside the kernel", "breaks the checks' own state",
-                        "reads the expected value from the calling frame")
-THREAD, SUBCLASS = "calls the forbidden routine from another thread", "returns a module subclass that does not do what was asked"
-EXPECTED_TO_WIN_TODAY: set[tuple[str, str]] = {
-    *((FORGES, name) for name in attacks.ISSUE_FAMILIES[FORGES]),
-    *((STATE, name) for name in attacks.ISSUE_FAMILIES[STATE]),
-    *((FRAME, name) for name in attacks.ISSUE_FAMILIES[FRAME]),
-    (THREAD, "F.conv2d in a threading.Thread"),
-    (THREAD, "F.conv2d in a ThreadPoolExecutor"),
-    (THREAD, "F.conv2d in a worker thread started before the tests"),
-    (THREAD, "BatchNorm2d.forward runs F.batch_norm in a ThreadPoolExecutor"),
-    (STATE, "empties the table of forbidden operators"),
-    (SUBCLASS, "a Conv2d subclass that runs conv then bn"),
-    (SUBCLASS, "a plain Conv2d whose forward is replaced on the instance"),
-    (SUBCLASS, "a plain Conv2d with a forward hook that replaces the output"),
-}
 
 
 @dataclass
@@ -133,8 +113,7 @@ def _params():
     for share, assignment in enumerate(PAIR):
         for variant in variants_for(assignment, share):
             key = (variant.family, variant.name)
-            marks = [pytest.mark.xfail(strict=True, reason=WINS_TODAY)] if key in EXPECTED_TO_WIN_TODAY else []
-            params.append(pytest.param(assignment, key, marks=marks, id=f"{assignment[:2]}: {variant.family}: {variant.name}"))
+            params.append(pytest.param(assignment, key, id=f"{assignment[:2]}: {variant.family}: {variant.name}"))
     return params
 
 
