@@ -74,6 +74,27 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
                 out[:, :, i, j] = torch.einsum("ncab,ocab->no", patch, weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 """),
+        ("adds the bias along the last dimension (runs only when W_out == C_out or one of them is 1)", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    kernel_h, kernel_w = weight.shape[2:]
+    x = F.pad(x, (padding, padding, padding, padding))
+    out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kernel_h, stride).unfold(3, kernel_w, stride), weight)
+    return out if bias is None else out + bias
+"""),
+        ("applies the stride to the height only (right only for stride 1)", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    kernel_h, kernel_w = weight.shape[2:]
+    x = F.pad(x, (padding, padding, padding, padding))
+    out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kernel_h, stride).unfold(3, kernel_w, 1), weight)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+"""),
+        ("pads the height only (right only for padding 0)", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    kernel_h, kernel_w = weight.shape[2:]
+    x = F.pad(x, (0, 0, padding, padding))
+    out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kernel_h, stride).unfold(3, kernel_w, stride), weight)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+"""),
     ],
     "batch_jacobian_norms": [
         ("returns the transposed matrix", """

@@ -1,5 +1,27 @@
 """Answers for 02_minibatch_gradients that the grader must score correctly (see 00's file for the format)."""
 
+from batchcourse.grading import edited
+
+# Plain correct answers; some wrong answers below are one of these with one mistake edited in.
+LOOP_PER_SAMPLE = """
+def per_sample_gradients(model, loss_fn, x, y):
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), [p for _, p in named]) for i in range(len(x))]
+    return {name: torch.stack([row[k] for row in rows]) for k, (name, _) in enumerate(named)}
+"""
+
+PLAIN_ACCUMULATE = """
+def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
+    model.zero_grad()
+    n = len(x)
+    total = 0.0
+    for x_part, y_part in zip(x.split(micro_batch_size), y.split(micro_batch_size)):
+        loss = loss_fn(model(x_part), y_part)
+        (loss * len(x_part) / n).backward()
+        total += loss.item() * len(x_part)
+    return total / n
+"""
+
 WRONG = {
     "per_sample_gradients": [
         ("gives every sample the gradient of the whole batch", """
@@ -53,6 +75,16 @@ def per_sample_gradients(model, loss_fn, x, y):
     rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params) for i in range(len(x))]
     return [torch.stack([row[k] for row in rows]) for k in range(len(params))]
 """),
+        ("runs the whole batch through the model once (right only for a model without crosstalk)", """
+def per_sample_gradients(model, loss_fn, x, y):
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    output = model(x)
+    rows = [torch.autograd.grad(loss_fn(output[i:i + 1], y[i:i + 1]), [p for _, p in named], retain_graph=True)
+            for i in range(len(x))]
+    return {name: torch.stack([row[k] for row in rows]) for k, (name, _) in enumerate(named)}
+"""),
+        ("drops the sample dimension for a batch of one", edited(LOOP_PER_SAMPLE, 
+            ("torch.stack([row[k] for row in rows])", "torch.stack([row[k] for row in rows]).squeeze(0)"))),
     ],
     "accumulate_gradients": [
         ("adds the micro-batch mean losses without weighing them", """
@@ -112,6 +144,15 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     loss.backward()
     return loss.detach()
 """),
+        ("makes micro_batch_size chunks with x.chunk (right only when that gives chunks of at most micro_batch_size)",
+         edited(PLAIN_ACCUMULATE, ("zip(x.split(micro_batch_size), y.split(micro_batch_size))",
+                                   "zip(x.chunk(micro_batch_size), y.chunk(micro_batch_size))"))),
+        ("drops the last, smaller micro-batch", edited(PLAIN_ACCUMULATE, 
+            ("zip(x.split(micro_batch_size), y.split(micro_batch_size))",
+             "list(zip(x.split(micro_batch_size), y.split(micro_batch_size)))[:max(len(x) // micro_batch_size, 1)]"))),
+        ("weighs every micro-batch by micro_batch_size / N", edited(PLAIN_ACCUMULATE, 
+            ("(loss * len(x_part) / n).backward()", "(loss * micro_batch_size / n).backward()"),
+            ("total += loss.item() * len(x_part)", "total += loss.item() * micro_batch_size"))),
         ("returns the loss with its graph", """
 def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     model.zero_grad()
@@ -183,5 +224,7 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
         total += loss.item()
     return total / n
 """),
+        ("one sample at a time (micro-batches of one are at most micro_batch_size)", edited(PLAIN_ACCUMULATE, 
+            ("zip(x.split(micro_batch_size), y.split(micro_batch_size))", "zip(x.split(1), y.split(1))"))),
     ],
 }

@@ -126,6 +126,20 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     y = y if weight is None else y * weight.view(shape)
     return (y if bias is None else y + bias.view(shape)), mean, var
 """),
+        ("multiplies by weight without reshaping it (broadcasts over the last dimension)", """
+def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
+    if x.numel() // x.shape[1] <= 1:
+        raise ValueError("Expected more than 1 value per channel when training")
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+    y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y, mean, var
+"""),
     ],
     "batch_norm_backward": [
         ("differentiates with autograd", """
@@ -186,6 +200,15 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     dx_hat = dy if weight is None else dy * weight.view(shape)
     dx = inv_std * (dx_hat - dx_hat.mean(dim=dims, keepdim=True) - x_hat * (dx_hat * x_hat).mean(dim=dims, keepdim=True))
     return dx, (dy * x_hat).sum(dim=0), dy.sum(dim=0)
+"""),
+        ("leaves the weight out of dx (right only for weight None or ones)", """
+def batch_norm_backward(dy, x, weight, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    inv_std = 1.0 / torch.sqrt((x - mean).pow(2).mean(dim=dims, keepdim=True) + eps)
+    x_hat = (x - mean) * inv_std
+    dx = inv_std * (dy - dy.mean(dim=dims, keepdim=True) - x_hat * (dy * x_hat).mean(dim=dims, keepdim=True))
+    return dx, (dy * x_hat).sum(dim=dims), dy.sum(dim=dims)
 """),
     ],
     "bn_parameter_counts": [

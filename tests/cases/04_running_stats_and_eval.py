@@ -48,6 +48,80 @@ class BatchNorm2d(nn.Module):
 """
 
 
+# Plain correct answers of the other functions; the wrong answers added in the audit of coinciding inputs are these
+# with one mistake edited in (tests/cases/README.md says which inputs each one coincides on).
+PLAIN_UPDATE = """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    n = num_batches_tracked + 1
+    a = 1.0 / n.item() if momentum is None else momentum
+    mean = (1 - a) * running_mean + a * x.mean(dim=dims)
+    var = (1 - a) * running_var + a * x.var(dim=dims)
+    return mean, var, n
+"""
+
+PLAIN_EVAL = """
+def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - running_mean.reshape(shape)) / torch.sqrt(running_var.reshape(shape) + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+"""
+
+PLAIN_EVALUATE = """
+def evaluate(model, loader):
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            correct += (model(images).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    for m, training in modes.items():
+        m.training = training
+    return correct / total
+"""
+
+PLAIN_RECALIBRATE = """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    modes = {m: m.training for m in model.modules()}
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+    model.train()
+    with torch.no_grad():
+        for index, (images, _) in enumerate(loader):
+            if num_batches is not None and index >= num_batches:
+                break
+            model(images)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    for m, training in modes.items():
+        m.training = training
+    return model
+"""
+
+PLAIN_FOLD = """
+def fold_batchnorm(conv, bn):
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = 1 / torch.sqrt(bn.running_var + bn.eps)
+        shift = -bn.running_mean * scale
+        if bn.weight is not None:
+            scale = scale * bn.weight
+            shift = shift * bn.weight + bn.bias
+        conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.bias = nn.Parameter(conv_bias * scale + shift)
+    return fused
+"""
+
+
 WRONG = {
     "update_running_stats": [
         ("stores the biased batch variance in running_var", """
@@ -109,6 +183,13 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     var = (1 - a) * running_var + a * x.var(dim=(0, 2, 3))
     return mean, var, n
 """),
+        ("takes the statistics of x.reshape(C, -1) (right only for a batch of one)", edited(PLAIN_UPDATE, 
+            ("    dims = [0] + list(range(2, x.dim()))\n", "    dims = 1\n    x = x.reshape(x.shape[1], -1)\n"))),
+        ("drops the channel axis when there is one channel", edited(PLAIN_UPDATE, 
+            ("return mean, var, n", "return mean.squeeze(), var.squeeze(), n"))),
+        ("makes the variance unbiased with the batch size, not the count per channel (right only for 2-D input)", edited(
+            PLAIN_UPDATE, ("a * x.var(dim=dims)", "a * x.var(dim=dims, unbiased=False) * len(x) / (len(x) - 1)"))),
+        ("uses Keras' default momentum 0.01", edited(PLAIN_UPDATE, ("momentum=0.1):", "momentum=0.01):"))),
     ],
     "batch_norm_eval": [
         ("normalizes with the batch's statistics", """
@@ -159,6 +240,12 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
         y = y * weight.reshape(shape) + (0 if bias is None else bias.reshape(shape))
     return y
 """),
+        ("reshapes the statistics for 4-D input only", edited(PLAIN_EVAL, 
+            ("shape = [1, -1] + [1] * (x.dim() - 2)", "shape = [1, -1, 1, 1]"))),
+        ("swaps weight and bias", edited(PLAIN_EVAL, 
+            ("y = y * weight.reshape(shape)", "y = y + weight.reshape(shape)"),
+            ("y = y + bias.reshape(shape)", "y = y * bias.reshape(shape)"))),
+        ("uses Keras' default epsilon 1e-3", edited(PLAIN_EVAL, ("eps=1e-5):", "eps=1e-3):"))),
     ],
     "BatchNorm2d": [
         ("calls torch's batch_norm", """
@@ -221,6 +308,19 @@ class BatchNorm2d(nn.Module):
              "y * self.weight.reshape(shape) + self.bias.reshape(shape)"))),
         ("uses momentum 0.1 when momentum is None", edited(PLAIN_BATCHNORM2D, 
             ("a = 1.0 / self.num_batches_tracked.item() if self.momentum is None", "a = 0.1 if self.momentum is None"))),
+        ("makes running_var unbiased with the batch size, not the count per channel", edited(PLAIN_BATCHNORM2D, 
+            ("var * n / (n - 1), a", "var * len(x) / max(len(x) - 1, 1), a"))),
+        ("counts eval-mode calls in num_batches_tracked", edited(PLAIN_BATCHNORM2D, 
+            ("        else:\n            mean, var = self.running_mean, self.running_var\n",
+             "        else:\n            self.num_batches_tracked += 1\n            mean, var = self.running_mean, self.running_var\n"))),
+        ("refuses a batch of one sample in train mode", edited(PLAIN_BATCHNORM2D, ("if n < 2:", "if len(x) < 2:"))),
+        ("adds eps outside the square root", edited(PLAIN_BATCHNORM2D, 
+            ("torch.sqrt(var[None, :, None, None] + self.eps)", "(torch.sqrt(var[None, :, None, None]) + self.eps)"))),
+        ("uses the old count for momentum=None", edited(PLAIN_BATCHNORM2D, 
+            ("a = 1.0 / self.num_batches_tracked.item() if", "a = 1.0 / max(self.num_batches_tracked.item() - 1, 1) if"))),
+        ("takes the statistics of x.reshape(C, -1) (right only for a batch of one)", edited(PLAIN_BATCHNORM2D, 
+            ("mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)",
+             "mean, var = x.reshape(x.shape[1], -1).mean(dim=1), x.reshape(x.shape[1], -1).var(dim=1, unbiased=False)"))),
     ],
     "evaluate": [
         ("averages the accuracies of the batches", """
@@ -301,6 +401,13 @@ def evaluate(model, loader):
     model.train()
     return correct / total
 """),
+        ("divides by len(loader.dataset) (right only for a DataLoader)", edited(PLAIN_EVALUATE, 
+            ("return correct / total", "return correct / len(loader.dataset)"))),
+        ("counts loader.batch_size samples per batch (right only when it divides the data set)", edited(PLAIN_EVALUATE, 
+            ("total += len(labels)", "total += getattr(loader, 'batch_size', None) or len(labels)"))),
+        ("turns off requires_grad instead of using torch.no_grad()", edited(PLAIN_EVALUATE, 
+            ("    with torch.no_grad():\n", "    model.requires_grad_(False)\n    if True:\n"))),
+        ("takes the argmax over the batch dimension", edited(PLAIN_EVALUATE, ("argmax(dim=1)", "argmax(dim=0)"))),
     ],
     "recalibrate_bn": [
         ("keeps the layers' momentum (an exponential average)", """
@@ -434,6 +541,38 @@ def recalibrate_bn(model, loader, num_batches=None):
         m.training = training
     return model
 """),
+        ("uses one batch too many", edited(PLAIN_RECALIBRATE, ("index >= num_batches", "index > num_batches"))),
+        ("recalibrates nn.BatchNorm2d layers only", edited(PLAIN_RECALIBRATE, 
+            ("isinstance(m, nn.modules.batchnorm._BatchNorm)", "isinstance(m, nn.BatchNorm2d)"))),
+        ("weighs each batch by its size (right only when all batches have the same size)", """
+def recalibrate_bn(model, loader, num_batches=None):
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    sums = {layer: [0, 0, 0] for layer in layers}
+
+    def record(layer, inputs, output):
+        t = inputs[0]
+        dims = [0] + list(range(2, t.dim()))
+        sums[layer][0] = sums[layer][0] + t.mean(dim=dims) * len(t)
+        sums[layer][1] = sums[layer][1] + t.var(dim=dims) * len(t)
+        sums[layer][2] += len(t)
+
+    handles = [layer.register_forward_hook(record) for layer in layers]
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    with torch.no_grad():
+        for index, (images, _) in enumerate(loader):
+            if num_batches is not None and index >= num_batches:
+                break
+            model(images)
+    for handle in handles:
+        handle.remove()
+    for m, training in modes.items():
+        m.training = training
+    for layer in layers:
+        layer.running_mean.copy_(sums[layer][0] / sums[layer][2])
+        layer.running_var.copy_(sums[layer][1] / sums[layer][2])
+    return model
+"""),
     ],
     "torch_bn_kwargs_from_keras": [
         ("returns Keras' momentum unchanged", """
@@ -459,6 +598,10 @@ def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
         ("rounds the momentum to two decimals", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return {"momentum": round(1 - momentum, 2), "eps": epsilon}
+"""),
+        ("converts the momentum as 1 / momentum - 1", """
+def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
+    return {"momentum": 1 / momentum - 1 if momentum else 1.0, "eps": epsilon}
 """),
     ],
     "fold_batchnorm": [
@@ -554,6 +697,11 @@ def fold_batchnorm(conv, bn):
         fused.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
     return fused
 """),
+        ("scales the weight without reshaping (broadcasts over the kernel width)", edited(PLAIN_FOLD, 
+            ("conv.weight * scale.reshape(-1, 1, 1, 1)", "conv.weight * scale"))),
+        ("drops the BatchNorm shift when the convolution has no bias", edited(PLAIN_FOLD, 
+            ("fused.bias = nn.Parameter(conv_bias * scale + shift)",
+             "fused.bias = nn.Parameter(conv_bias * scale + shift) if conv.bias is not None else None"))),
     ],
 }
 
@@ -602,6 +750,8 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
 def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     return F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)
 """),
+        ("reshapes the statistics to (C, 1, ..., 1) and lets broadcasting align them from the right", edited(PLAIN_EVAL, 
+            ("shape = [1, -1] + [1] * (x.dim() - 2)", "shape = [-1] + [1] * (x.dim() - 2)"))),
     ],
     "BatchNorm2d": [
         ("reuses update_running_stats and batch_norm_eval", """
@@ -704,6 +854,8 @@ def evaluate(model, loader):
         modules[name].training = training
     return round(weighted) / count
 """),
+        ("takes the argmax over the last dimension of the (N, classes) output", edited(PLAIN_EVALUATE, 
+            ("argmax(dim=1)", "argmax(dim=-1)"))),
     ],
     "recalibrate_bn": [
         ("averages the batch statistics itself with forward hooks", """
@@ -767,6 +919,9 @@ def recalibrate_bn(model, loader, num_batches=None):
             module.momentum = momentum
     return model
 """),
+        ("zeroes running_var instead of resetting it (the first batch overwrites it)", edited(PLAIN_RECALIBRATE, 
+            ("layer.reset_running_stats()",
+             "layer.running_mean.zero_()\n        layer.running_var.zero_()\n        layer.num_batches_tracked.zero_()"))),
     ],
     "torch_bn_kwargs_from_keras": [
         ("rounds away the floating-point noise", """

@@ -152,6 +152,36 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     return F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
 """),
+        ("clips r to (0, r_max] instead of [1 / r_max, r_max]", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma_batch / sigma).clamp(max=r_max).detach()
+    d = ((mean - running_mean) / sigma).clamp(-d_max, d_max).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y
+"""),
+        ("clips d to [0, d_max] instead of [-d_max, d_max]", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma_batch / sigma).clamp(1 / r_max, r_max).detach()
+    d = ((mean - running_mean) / sigma).clamp(0, d_max).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y
+"""),
     ],
     "ghost_batch_norm": [
         ("makes ghost_batch_size chunks (x.chunk) instead of chunks of that size", """
@@ -187,6 +217,11 @@ def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
         ("forgets weight and bias", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     return torch.cat([F.batch_norm(c, None, None, training=True, eps=eps) for c in x.split(ghost_batch_size)])
+"""),
+        ("makes N // ghost_batch_size chunks with x.chunk (right only when ghost_batch_size divides N)", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    chunks = torch.chunk(x, max(len(x) // ghost_batch_size, 1))
+    return torch.cat([F.batch_norm(chunk, None, None, weight, bias, training=True, eps=eps) for chunk in chunks])
 """),
     ],
 }

@@ -64,6 +64,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
         raise ValueError("the channels do not divide into the groups")
     return F.group_norm(x, num_groups, weight, bias, eps)
 """),
+        ("takes num_groups as the number of channels per group (right only when C == num_groups ** 2)", edited(PLAIN_GROUP_NORM, 
+            ("rows = x.reshape(n, num_groups, -1)", "rows = x.reshape(n, c // num_groups, -1)"))),
     ],
     "layer_norm_chw": [
         ("uses one group per channel (that is InstanceNorm)", """
