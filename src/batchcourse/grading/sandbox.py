@@ -49,6 +49,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
+from . import is_test_cell
 from .trusted_execute import TrustedTests
 
 METADATA_KEY = "batchcourse_grading"
@@ -64,11 +65,6 @@ class SandboxUnavailable(RuntimeError):
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
-
-
-def is_test_cell(cell) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def fail_cell(cell, ename: str, reason: str) -> None:

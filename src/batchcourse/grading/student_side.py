@@ -13,6 +13,7 @@ import warnings
 import cloudpickle
 import torch
 
+from .. import checks
 from . import wire
 
 MIME = "application/x-batchcourse-reply"
@@ -84,24 +85,13 @@ def _forbidden(ops: list[str], hits: list):
         library._destroy()
 
 
-class _NoAutograd:
-    """Stands in for torch's autograd engine while a function that must not use autograd runs."""
-
-    def __init__(self, hits: list):
-        self.hits = hits
-
-    def __getattr__(self, name):
-        self.hits.append("the autograd engine")
-        raise RuntimeError("autograd (backward, torch.autograd.grad) is not available in this test")
-
-
 @contextlib.contextmanager
 def _without_autograd(refuse: bool, hits: list):
     if not refuse:
         yield
         return
     owner = torch.autograd.variable.Variable
-    engine, owner._execution_engine = owner._execution_engine, _NoAutograd(hits)
+    engine, owner._execution_engine = owner._execution_engine, checks._NoEngine(hits)
     try:
         yield
     finally:
@@ -143,7 +133,7 @@ def _target(request: dict):
     return SESSION.handles[key]
 
 
-def _call(request: dict) -> dict:
+def _call(request: dict) -> tuple["wire.Writer", dict]:
     args, kwargs = request["args"], request["kwargs"]
     shipped, top = wire.shipped_objects((args, kwargs))
     for value, grad in zip(shipped, request["grads"]):
@@ -225,7 +215,6 @@ def serve(encoded: str) -> None:
         writer, reply = _backward(request)
     else:
         writer, reply = _call(request)
-    tree = wire.json.dumps(reply).encode()
-    data = wire.HEADER.pack(len(tree)) + tree + b"".join(wire.HEADER.pack(len(b)) + b for b in writer.blobs)
+    data = writer.pack(reply)
     publish_display_data({MIME: base64.b64encode(data).decode("ascii")})
 

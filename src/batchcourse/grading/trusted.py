@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import socketserver
+import struct
 import sys
 import traceback
 
@@ -199,7 +200,7 @@ class Remote:
             if not isinstance(reader.tree, dict):
                 raise wire.WireError("the reply is not a dict")
             return reader, reader.tree
-        except (wire.WireError, ValueError, TypeError, KeyError, IndexError, struct_error()) as error:
+        except (wire.WireError, ValueError, TypeError, KeyError, IndexError, struct.error) as error:
             raise StudentCodeError(f"the notebook's kernel sent an unreadable reply ({error})") from None
 
     def _check_reply(self, tree: dict, label: str) -> None:
@@ -255,8 +256,7 @@ class Remote:
         order = sorted(outputs)
         values = [outputs[i] for i in order]
         inputs = [i for i, s in enumerate(shipped) if isinstance(s, torch.Tensor) and s.requires_grad]
-        link = {"remote": self, "call": number, "inputs": len(inputs), "input_positions": inputs,
-                "forbidden": None, "outputs": len(values)}
+        link = {"remote": self, "call": number, "inputs": len(inputs), "input_positions": inputs}
         anchor = torch.zeros((), requires_grad=True)
         for value in values:
             value.requires_grad_(False)
@@ -275,12 +275,6 @@ class Remote:
         values = values if isinstance(values, list) else []
         return [values[i] if i < len(values) and type(values[i]) is torch.Tensor else None
                 for i in link["input_positions"]]
-
-
-def struct_error():
-    import struct
-
-    return struct.error
 
 
 def raise_student_error(error: dict, label: str):

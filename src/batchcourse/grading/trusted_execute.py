@@ -7,7 +7,6 @@ outputs are what the test process reports, so nothing the kernel prints, display
 result. A call that does not finish in the cell's time limit is interrupted and fails the test.
 """
 
-import asyncio
 import atexit
 import contextlib
 import json
@@ -26,6 +25,7 @@ from jupyter_client.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 from traitlets import Bool, HasTraits, Integer
 
+from . import is_test_cell
 from .student_side import MIME
 
 TRUSTED_USER = 199999
@@ -35,11 +35,6 @@ MAX_REPLY_BYTES = 300 * 1024 * 1024
 
 class TestProcessError(RuntimeError):
     """The test process itself failed: a grader problem, never the student's."""
-
-
-def is_test_cell(cell) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def defined_names(source: str) -> list[str]:
@@ -95,13 +90,35 @@ class _Lines:
         return line
 
 
-class TestProcesses:
+class SharedTestProcesses:
+    """A source of test processes reached through its socket: one that a parent grading command started for all
+    its nbgrader processes (and the base of the one a grading process starts for itself)."""
+
+    def __init__(self, socket_path: str):
+        self.socket = Path(socket_path)
+
+    def connect(self) -> socket.socket:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(str(self.socket))
+        return connection
+
+    def alive(self) -> bool:
+        return self.socket.exists()
+
+    def tail(self) -> str:
+        return "see the grading command's output"
+
+    def close(self) -> None:
+        pass
+
+
+class TestProcesses(SharedTestProcesses):
     """The grader's source of test processes: a clean process with torch loaded, under a user of its own and
     without network, that forks one process per test cell. One per grading process, started on first use."""
 
     def __init__(self, startup_seconds: int):
         self.folder = Path(tempfile.mkdtemp(prefix="batchcourse-tests-"))
-        self.socket = self.folder / "tests.sock"
+        super().__init__(str(self.folder / "tests.sock"))
         command = [sys.executable, "-m", "batchcourse.grading.trusted", str(self.socket)]
         if os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("unshare"):
             os.chown(self.folder, TRUSTED_USER, TRUSTED_USER)
@@ -130,11 +147,6 @@ class TestProcesses:
         except (ValueError, OSError):
             return "no message"
 
-    def connect(self) -> socket.socket:
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        connection.connect(str(self.socket))
-        return connection
-
     def alive(self) -> bool:
         return self.process.poll() is None
 
@@ -147,27 +159,6 @@ class TestProcesses:
 
 
 SHARED_VARIABLE = "BATCHCOURSE_TEST_PROCESSES"
-
-
-class SharedTestProcesses:
-    """Test processes that a parent grading command started for all its nbgrader processes."""
-
-    def __init__(self, socket_path: str):
-        self.socket = Path(socket_path)
-
-    def connect(self) -> socket.socket:
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        connection.connect(str(self.socket))
-        return connection
-
-    def alive(self) -> bool:
-        return self.socket.exists()
-
-    def tail(self) -> str:
-        return "see the grading command's output"
-
-    def close(self) -> None:
-        pass
 
 
 @contextlib.contextmanager
@@ -288,7 +279,6 @@ class TrustedTests(HasTraits):
                 continue
             if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
                 return
-        await asyncio.sleep(0)
 
 
 def _error(ename: str, evalue: str) -> dict:

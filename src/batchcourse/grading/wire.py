@@ -167,9 +167,13 @@ class Writer:
             return ["py", kind.__module__, kind.__qualname__]
         return None
 
+    def pack(self, tree) -> bytes:
+        """A message: the JSON tree (already written), then the blobs the writing collected."""
+        text = json.dumps(tree).encode()
+        return HEADER.pack(len(text)) + text + b"".join(HEADER.pack(len(b)) + b for b in self.blobs)
+
     def message(self, value) -> bytes:
-        tree = json.dumps(self.write(value)).encode()
-        return HEADER.pack(len(tree)) + tree + b"".join(HEADER.pack(len(b)) + b for b in self.blobs)
+        return self.pack(self.write(value))
 
 
 # ----------------------------------------------------------------------------------------
@@ -333,8 +337,10 @@ class Reader:
         attributes = {str(key): self.read(value) for key, value in state.items()}
         if isinstance(instance, torch.nn.Module):
             check_module_attributes(kind, attributes)
-        object.__setattr__(instance, "__dict__", attributes) if not isinstance(instance, torch.nn.Module) \
-            else instance.__dict__.update(attributes)
+        if isinstance(instance, torch.nn.Module):
+            instance.__dict__.update(attributes)
+        else:
+            object.__setattr__(instance, "__dict__", attributes)
         return instance
 
 
