@@ -126,6 +126,16 @@ def test_every_graded_function_has_cases(assignment):
         assert len(cases.CORRECT.get(function, [])) >= MIN_CORRECT, f"{assignment}: {function} needs {MIN_CORRECT} correct alternatives in tests/cases"
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_wrong_answers_name_existing_test_cells(assignment):
+    """A wrong answer's third element names the test cells that must catch it; they must be its function's."""
+    notebook = grading.read(source_path(assignment))
+    for function, answers in load_cases(assignment).WRONG.items():
+        for answer in answers:
+            unknown = set(named_cells(answer)) - set(grade_ids_of_tests(notebook, function))
+            assert not unknown, f"{assignment}: the wrong {function} ({answer[0]}) names test cells {function} does not have: {sorted(unknown)}"
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_release_is_up_to_date(assignment, tmp_path):
@@ -196,9 +206,15 @@ def submissions_for(assignment: str, student_nb, solution_nb) -> tuple[dict, dic
         for k in range(rounds):
             chosen = {f: answers[k] for f, answers in table.items() if k < len(answers)}
             name = f"{kind}{k + 1}"
-            submissions[name] = grading.make_submission(student_nb, {**solution, **{f: code for f, (_, code) in chosen.items()}})
-            expectations[name] = {f: why for f, (why, _) in chosen.items()} if kind == "wrong" else None
+            submissions[name] = grading.make_submission(student_nb, {**solution, **{f: entry[1] for f, entry in chosen.items()}})
+            expectations[name] = {f: (entry[0], named_cells(entry)) for f, entry in chosen.items()} if kind == "wrong" else None
     return submissions, expectations
+
+
+def named_cells(wrong_answer: tuple) -> tuple[str, ...]:
+    """The test cells that name a wrong answer's mistake: its third element, a grade id or a tuple of them."""
+    cells = wrong_answer[2] if len(wrong_answer) > 2 else ()
+    return (cells,) if isinstance(cells, str) else tuple(cells)
 
 
 @pytest.mark.notebooks
@@ -228,8 +244,11 @@ def test_autograde_scores_every_case(assignment, tmp_path):
             if earned:
                 problems.append(f"blank: the untouched student notebook earned points on {earned}")
         else:
-            for function, why in expected.items():
+            for function, (why, named) in expected.items():
                 cells_of_function = grade_ids_of_tests(solution_nb, function)
                 if all(cells[g].score == cells[g].max_score for g in cells_of_function):
                     problems.append(f"{student}: the wrong {function} ({why}) kept full points")
+                elif named and all(cells[g].score == cells[g].max_score for g in named):
+                    problems.append(f"{student}: the wrong {function} ({why}) kept full points in {list(named)}, "
+                                    "the cells that name its mistake")
     assert not problems, "\n".join(problems)
