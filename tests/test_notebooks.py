@@ -132,6 +132,8 @@ def test_wrong_answers_name_existing_test_cells(assignment):
     notebook = grading.read(source_path(assignment))
     for function, answers in load_cases(assignment).WRONG.items():
         for answer in answers:
+            assert answer[3:] in ((), ("only",)), f"{assignment}: the wrong {function} ({answer[0]}) has a fourth element other than 'only'"
+            assert answer[3:] == () or named_cells(answer), f"{assignment}: the wrong {function} ({answer[0]}) says 'only' but names no test cell"
             unknown = set(named_cells(answer)) - set(grade_ids_of_tests(notebook, function))
             assert not unknown, f"{assignment}: the wrong {function} ({answer[0]}) names test cells {function} does not have: {sorted(unknown)}"
 
@@ -207,12 +209,16 @@ def submissions_for(assignment: str, student_nb, solution_nb) -> tuple[dict, dic
             chosen = {f: answers[k] for f, answers in table.items() if k < len(answers)}
             name = f"{kind}{k + 1}"
             submissions[name] = grading.make_submission(student_nb, {**solution, **{f: entry[1] for f, entry in chosen.items()}})
-            expectations[name] = {f: (entry[0], named_cells(entry)) for f, entry in chosen.items()} if kind == "wrong" else None
+            expectations[name] = ({f: (entry[0], named_cells(entry), entry[3:] == ("only",)) for f, entry in chosen.items()}
+                                  if kind == "wrong" else None)
     return submissions, expectations
 
 
 def named_cells(wrong_answer: tuple) -> tuple[str, ...]:
-    """The test cells that name a wrong answer's mistake: its third element, a grade id or a tuple of them."""
+    """The test cells that name a wrong answer's mistake: its third element, a grade id or a tuple of them.
+
+    A fourth element "only" says the mistake is that skill alone: every other test cell of the function keeps full
+    points (a right computation that raises the wrong exception type loses only the exception points)."""
     cells = wrong_answer[2] if len(wrong_answer) > 2 else ()
     return (cells,) if isinstance(cells, str) else tuple(cells)
 
@@ -244,11 +250,15 @@ def test_autograde_scores_every_case(assignment, tmp_path):
             if earned:
                 problems.append(f"blank: the untouched student notebook earned points on {earned}")
         else:
-            for function, (why, named) in expected.items():
+            for function, (why, named, only) in expected.items():
                 cells_of_function = grade_ids_of_tests(solution_nb, function)
                 if all(cells[g].score == cells[g].max_score for g in cells_of_function):
                     problems.append(f"{student}: the wrong {function} ({why}) kept full points")
                 elif named and all(cells[g].score == cells[g].max_score for g in named):
                     problems.append(f"{student}: the wrong {function} ({why}) kept full points in {list(named)}, "
                                     "the cells that name its mistake")
+                lost_elsewhere = [g for g in cells_of_function if g not in named and cells[g].score < cells[g].max_score]
+                if only and lost_elsewhere:
+                    problems.append(f"{student}: the wrong {function} ({why}) is wrong in {list(named)} only, "
+                                    f"but also lost points on {lost_elsewhere}")
     assert not problems, "\n".join(problems)
