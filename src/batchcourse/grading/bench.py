@@ -66,8 +66,8 @@ def synthetic_class(assignment: str, student_nb, solution_nb, size: int) -> list
     variants = [grading.make_submission(student_nb, solution), student_nb]
     for table in (correct, wrong):
         for function, answers in table.items():
-            for _, code in answers:
-                variants.append(grading.make_submission(student_nb, {**solution, function: code}))
+            for answer in answers:  # (why, code, ...): wrong answers may also name the cells that catch them
+                variants.append(grading.make_submission(student_nb, {**solution, function: answer[1]}))
     return [variants[i % len(variants)] for i in range(size)]
 
 
