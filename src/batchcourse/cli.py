@@ -35,7 +35,8 @@ def lab(args) -> int:
 
 
 def test(args) -> int:
-    workers = ["-n", str(args.workers)] if args.workers > 1 else []
+    # loadgroup: the tests that share a module-wide fixture (a graded batch) run on one worker (tests/conftest.py)
+    workers = ["-n", str(args.workers), "--dist", "loadgroup"] if args.workers > 1 else []
     env = dict(os.environ)
     if args.workers > 1:
         # Each worker runs notebook kernels side by side: one torch thread each keeps them off each other's cores.

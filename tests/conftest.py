@@ -1,0 +1,39 @@
+"""Scheduling for `pytest -n N` (tasks.py test runs two workers with --dist loadgroup).
+
+A module- or session-scoped fixture is built once per worker that runs a test using it: with two workers
+sharing out a module's tests, a fixture that grades a whole batch would grade it twice. Every test that uses
+such a fixture is put in one xdist group, so one worker builds it once. The slow tests (those that execute or
+grade notebooks) are scheduled first, so that the quick ones fill in the gaps at the end.
+"""
+
+import pytest
+
+try:  # pytest 9.2 builds node ids from `_id`; pytest-xdist 3.8 still writes the group into `_nodeid`
+    from _pytest.nodeid import NodeId
+except ImportError:
+    NodeId = None
+
+
+def shared_fixture(item) -> str | None:
+    """The first of the course's own fixtures of a wider scope than one test that `item` uses, if any."""
+    info = getattr(item, "_fixtureinfo", None)
+    for name in sorted(info.name2fixturedefs if info else ()):
+        definition = info.name2fixturedefs[name][-1]
+        if definition.baseid and definition.scope in ("module", "package", "session"):  # pytest's own have no baseid
+            return f"{definition.baseid}::{name}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    grouping = getattr(config.option, "loadgroup", False)  # set in each xdist worker under --dist loadgroup
+    for item in items:
+        group = shared_fixture(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if grouping and NodeId is not None and hasattr(item, "_id"):
+            names = sorted(str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                           for m in item.iter_markers("xdist_group"))
+            if names:
+                item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+    items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
