@@ -41,7 +41,8 @@ def test(args) -> int:
     if args.workers > 1:
         # Each worker runs notebook kernels side by side: one torch thread each keeps them off each other's cores.
         env.setdefault("OMP_NUM_THREADS", "1")
-    code = subprocess.call([sys.executable, "-m", "pytest", *workers, *args.pytest_args], cwd=REPO_ROOT, env=env)
+    report = [] if args.pytest_args else ["--durations=25"]  # where the whole suite's time goes
+    code = subprocess.call([sys.executable, "-m", "pytest", *workers, *report, *args.pytest_args], cwd=REPO_ROOT, env=env)
     return 0 if code == 5 and args.pytest_args else code
 
 
@@ -126,7 +127,7 @@ def bench(args) -> int:
     from .grading.bench import run_benchmark
 
     return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids(),
-                         class_size=args.class_size)
+                         class_size=args.class_size, side_by_side=args.side_by_side)
 
 
 def main(argv: list[str]) -> int:
@@ -171,6 +172,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--submissions", type=int, default=20)
     p.add_argument("--class-size", type=int, default=0,
                    help="also grade a class of this size with 1 and 2 workers (on the first assignment)")
+    p.add_argument("--side-by-side", type=int, default=0, metavar="N",
+                   help="also grade a class of N right answers of 00 and 04 (1 and 2 workers) next to a plain "
+                        "`jupyter nbconvert --execute` of the same notebook, with peak PSS memory")
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=bench)
     p = sub.add_parser("handout", help="write the workshop handout: static pages and a PDF, readable offline")

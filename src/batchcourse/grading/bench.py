@@ -1,6 +1,9 @@
 """The benchmark: execution time and peak memory of every solution notebook, and autograde
 time per submission for a synthetic class. Writes benchmarks/results.json. With --class-size N (opt-in,
 a few minutes): a class of N submissions graded with 1 and with 2 workers, to measure parallel grading.
+With --side-by-side N: for 00 and 04, in the same run, what grading a class of N right answers costs per
+submission (`tasks.py grade`'s path, 1 and 2 workers) next to a plain `jupyter nbconvert --execute` of the same
+notebook, and the proportional memory (PSS: shared pages counted once) of the grading processes and kernels.
 
 Budgets on the course's reference machine (2 CPU cores): a solution notebook executes in 60 s
 at most, one submission autogrades in 45 s at most, a kernel peaks at 2 GB at most.
@@ -12,7 +15,11 @@ import json
 import os
 import platform
 import resource
+import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -117,6 +124,110 @@ def parallel_grading(assignment: str, size: int = 40) -> dict:
     }
 
 
+class PssSampler:
+    """Samples the proportional set size of this process's descendants while a block runs: the peak of the
+    whole tree, of one kernel, and of one grading process (nbgrader) with its test processes."""
+
+    KERNEL_WORDS = ("ipykernel", "kernel_launcher")
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.peaks = interval, {"tree_mb": 0.0, "kernel_mb": 0.0, "grader_mb": 0.0}
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            processes = _descendants(os.getpid())
+            pss = {pid: _pss_mb(pid) for pid in processes}
+            kernels = [pid for pid, line in processes.items() if any(w in line for w in self.KERNEL_WORDS)]
+            graders = [pid for pid, line in processes.items() if "nbgrader" in line and pid not in kernels]
+            self.peaks["tree_mb"] = max(self.peaks["tree_mb"], sum(pss.values()))
+            self.peaks["kernel_mb"] = max([self.peaks["kernel_mb"], *(pss[pid] for pid in kernels)])
+            self.peaks["grader_mb"] = max([self.peaks["grader_mb"], *(pss[pid] for pid in graders)])
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> command line of every process below `root` (read from /proc; Linux only)."""
+    parents, lines = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            parents[int(stat.parent.name)] = int(text.rsplit(")", 1)[1].split()[1])
+            lines[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = lines[pid]
+                frontier.append(pid)
+    return found
+
+
+def _pss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def plain_execute_seconds(notebook, workdir: Path) -> float:
+    """A plain `jupyter nbconvert --execute` of the notebook, as a learner or an instructor would run it."""
+    path = workdir / "plain.ipynb"
+    nbformat.write(notebook, path)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                    "--ExecutePreprocessor.timeout=900", "--output", "plain-executed.ipynb", str(path)],
+                   cwd=workdir, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def grading_versus_execution(assignment: str, class_size: int) -> dict:
+    """Grading a class of `class_size` right answers (one worker, then two) next to a plain execution of the
+    same notebook, in one run: seconds per submission, their ratio, the speed-up, and peak PSS."""
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        seconds, peaks = {}, {}
+        for workers in (1, 2):
+            course = grading.ScratchCourse.create(assignment, scratch / f"workers{workers}")
+            right = grading.make_submission(course.student_nb, grading.solution_code(course.solution_nb))
+            course.submit({f"student{i:03d}": right for i in range(class_size)})
+            if workers == 1:
+                execute = [plain_execute_seconds(right, shutil.copytree(SOLUTIONS_DIR / assignment, scratch / f"plain{k}"))
+                           for k in (1, 2)]
+            with PssSampler() as sampler:
+                start = time.perf_counter()
+                not_graded = parallel.grade_all(assignment, course.root, course.db_url, workers, stream=io.StringIO())
+                seconds[workers] = time.perf_counter() - start
+            assert not not_graded, f"{workers} worker(s) could not grade {not_graded}"
+            peaks[workers] = sampler.peaks
+    plain = sum(execute) / len(execute)
+    per_submission = seconds[1] / class_size
+    return {
+        "class_size": class_size,
+        "plain_nbconvert_execute_seconds": round(plain, 2),
+        "grading_seconds_per_submission_1_worker": round(per_submission, 2),
+        "grading_over_execute_ratio": round(per_submission / plain, 2),
+        "grading_seconds_per_submission_2_workers": round(seconds[2] / class_size, 2),
+        "speedup_2_workers": round(seconds[1] / seconds[2], 2),
+        "peak_pss_mb": {f"{workers}_worker{'s' if workers > 1 else ''}": {k: round(v) for k, v in p.items()}
+                        for workers, p in peaks.items()},
+    }
+
+
 def bench_assignment(assignment: str, submissions: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         execute_seconds, peak_mb = _execute(grading.read(SOLUTIONS_DIR / assignment / f"{assignment}.ipynb"),
@@ -142,10 +253,14 @@ def within_budget(result: dict) -> bool:
             and result["kernel_peak_memory_mb"] <= BUDGETS["peak_memory_mb"])
 
 
-def run_benchmark(submissions: int, assignments: list[str], class_size: int = 0) -> int:
+SIDE_BY_SIDE = ("00_orientation", "04_running_stats_and_eval")
+
+
+def run_benchmark(submissions: int, assignments: list[str], class_size: int = 0, side_by_side: int = 0) -> int:
     """Measure the given assignments; the figures of assignments not measured now stay as they were.
 
-    With `class_size`, also grade a class of that size with 1 and 2 workers (on the first assignment)."""
+    With `class_size`, also grade a class of that size with 1 and 2 workers (on the first assignment).
+    With `side_by_side`, grade a class of that size of 00 and 04 next to a plain execution of each."""
     previous = json.loads(RESULTS.read_text()).get("assignments", {}) if RESULTS.is_file() else {}
     results = {
         "measured_on": str(date.today()),
@@ -161,6 +276,11 @@ def run_benchmark(submissions: int, assignments: list[str], class_size: int = 0)
     if class_size:
         results["parallel_grading"] = parallel_grading(assignments[0], class_size)
         print(f"parallel grading: {results['parallel_grading']}", flush=True)
+    if side_by_side:
+        results["grading_versus_execution"] = {}
+        for assignment in SIDE_BY_SIDE:
+            results["grading_versus_execution"][assignment] = grading_versus_execution(assignment, side_by_side)
+            print(f"grading versus execution, {assignment}: {results['grading_versus_execution'][assignment]}", flush=True)
     for assignment in assignments:
         result = bench_assignment(assignment, submissions)
         result["within_budget"] = within_budget(result)
