@@ -79,6 +79,11 @@ def test_raises():
     checks.raises(ValueError, int, "x", what="int('x')")
     assert "raised RuntimeError" in message_of(checks.raises, ValueError, bad, 1, what="bad(1)")
     assert "returned normally" in message_of(checks.raises, ValueError, abs, 1, what="abs(1)")
+    hints = {"torch raises that; raise ValueError yourself.": (RuntimeError, "boom"), "never this one.": (RuntimeError, "")}
+    assert message_of(checks.raises, ValueError, bad, 1, what="bad(1)", mistakes=hints).endswith(
+        "should raise ValueError: torch raises that; raise ValueError yourself.")
+    assert message_of(checks.raises, ValueError, bad, 1, what="bad(1)", mistakes={"a hint.": (TypeError, "")}).endswith(
+        "should raise ValueError.")
 
 
 def test_seeded_inputs_ignore_the_global_generator():

@@ -429,9 +429,11 @@ def equal(actual, expected, what: str) -> None:
     raise TypeError(f"checks.equal cannot compare values of type {kind.__name__}")
 
 
-def raises(exception: type[BaseException], function, *args, what: str, **kwargs) -> None:
+def raises(exception: type[BaseException], function, *args, what: str, mistakes: dict | None = None, **kwargs) -> None:
     """Fail unless `function(*args, **kwargs)` raises `exception` (or a subclass of it).
 
+    `mistakes` maps a hint to `(exception type, words in its message)` that a known mistake raises instead
+    (e.g. torch's own routine raising RuntimeError); the first that matches is added to the failure.
     Returns None, like every check here: a test cell must not end in a value, which nbgrader
     would read as partial credit.
     """
@@ -442,7 +444,11 @@ def raises(exception: type[BaseException], function, *args, what: str, **kwargs)
     except NotImplementedError:
         raise
     except Exception as error:  # noqa: BLE001 - the student needs to see what was raised instead
-        raise AssertionError(f"{what} raised {_type(error).__name__} ({error}) but should raise {exception.__name__}.") from None
+        summary = f"{what} raised {_type(error).__name__} ({error}) but should raise {exception.__name__}"
+        for hint, (kind, words) in (mistakes or {}).items():
+            if _isinstance(error, kind) and words in str(error):
+                raise AssertionError(f"{summary}: {hint}") from None
+        raise AssertionError(f"{summary}.") from None
     raise AssertionError(f"{what} returned normally but should raise {exception.__name__}.")
 
 

@@ -33,15 +33,19 @@ WRONG = {
             ("rows = x.reshape(n, num_groups, -1)",
              "rows = x.reshape(n, c // num_groups, num_groups, -1).transpose(1, 2).reshape(n, num_groups, -1)"),
             ("y = ((rows - mean) / torch.sqrt(var + eps)).reshape(x.shape)",
-             "y = ((rows - mean) / torch.sqrt(var + eps)).reshape(n, num_groups, c // num_groups, -1).transpose(1, 2).reshape(x.shape)"))),
-        ("normalizes with the unbiased variance", edited(PLAIN_GROUP_NORM, ("unbiased=False", "unbiased=True"))),
-        ("adds eps outside the square root", edited(PLAIN_GROUP_NORM, ("torch.sqrt(var + eps)", "(torch.sqrt(var) + eps)"))),
+             "y = ((rows - mean) / torch.sqrt(var + eps)).reshape(n, num_groups, c // num_groups, -1).transpose(1, 2).reshape(x.shape)")),
+         "test_group_norm_values"),
+        ("normalizes with the unbiased variance", edited(PLAIN_GROUP_NORM, ("unbiased=False", "unbiased=True")), "test_group_norm_values"),
+        ("adds eps outside the square root", edited(PLAIN_GROUP_NORM, ("torch.sqrt(var + eps)", "(torch.sqrt(var) + eps)")),
+         "test_group_norm_values"),
         ("applies weight and bias per group instead of per channel", edited(PLAIN_GROUP_NORM, 
             ("y = y * weight.reshape(view)", "y = y * weight[:num_groups].repeat_interleave(c // num_groups).reshape(view)"),
-            ("y = y + bias.reshape(view)", "y = y + bias[:num_groups].repeat_interleave(c // num_groups).reshape(view)"))),
+            ("y = y + bias.reshape(view)", "y = y + bias[:num_groups].repeat_interleave(c // num_groups).reshape(view)")),
+         "test_group_norm_values"),
         ("takes the statistics over the batch too", edited(PLAIN_GROUP_NORM, 
             ("mean = rows.mean(dim=-1, keepdim=True)", "mean = rows.mean(dim=(0, 2), keepdim=True)"),
-            ("var = rows.var(dim=-1, unbiased=False, keepdim=True)", "var = rows.var(dim=(0, 2), unbiased=False, keepdim=True)"))),
+            ("var = rows.var(dim=-1, unbiased=False, keepdim=True)", "var = rows.var(dim=(0, 2), unbiased=False, keepdim=True)")),
+         "test_group_norm_values"),
         ("forgets to reshape back to the shape of x (returns (N, C, H*W))", """
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     n, c = x.shape[0], x.shape[1]
@@ -55,69 +59,104 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias.reshape(1, c, 1)
     return y
-"""),
+""", "test_group_norm_values"),
         ("never raises ValueError (reshape works whenever C·H·W divides by G)", edited(PLAIN_GROUP_NORM, 
-            ("    if c % num_groups != 0:\n        raise ValueError(\"the channels do not divide into the groups\")\n", ""))),
+            ("    if c % num_groups != 0:\n        raise ValueError(\"the channels do not divide into the groups\")\n", "")),
+         "test_group_norm_error", "only"),
         ("calls torch's F.group_norm", """
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if x.shape[1] % num_groups != 0:
         raise ValueError("the channels do not divide into the groups")
     return F.group_norm(x, num_groups, weight, bias, eps)
-"""),
+""", "test_group_norm_values"),
         ("takes num_groups as the number of channels per group (right only when C == num_groups ** 2)", edited(PLAIN_GROUP_NORM, 
-            ("rows = x.reshape(n, num_groups, -1)", "rows = x.reshape(n, c // num_groups, -1)"))),
+            ("rows = x.reshape(n, num_groups, -1)", "rows = x.reshape(n, c // num_groups, -1)")),
+         "test_group_norm_values"),
+        ("raises RuntimeError, as torch's F.group_norm does, where the task asks for ValueError", edited(PLAIN_GROUP_NORM,
+            ('raise ValueError("the channels do not divide into the groups")',
+             'raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of shape {list(x.shape)} and num_groups={num_groups}")')),
+         "test_group_norm_error", "only"),
+        ("the GroupNorm paper's recipe: reshapes to (N, G, C // G, ...) and lets reshape's RuntimeError through", """
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    n, c, *rest = x.shape
+    grouped = x.reshape(n, num_groups, c // num_groups, *rest)
+    dims = tuple(range(2, grouped.dim()))
+    mean = grouped.mean(dim=dims, keepdim=True)
+    var = grouped.var(dim=dims, unbiased=False, keepdim=True)
+    y = ((grouped - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    view = [1, c] + [1] * len(rest)
+    if weight is not None:
+        y = y * weight.reshape(view)
+    if bias is not None:
+        y = y + bias.reshape(view)
+    return y
+""", "test_group_norm_error", "only"),
+        ("applies weight and bias only when both are given", edited(PLAIN_GROUP_NORM,
+            ("    if weight is not None:\n        y = y * weight.reshape(view)\n    if bias is not None:\n        y = y + bias.reshape(view)\n",
+             "    if weight is not None and bias is not None:\n        y = y * weight.reshape(view) + bias.reshape(view)\n")),
+         "test_group_norm_defaults", "only"),
+        ("takes Keras's default epsilon, 1e-3", edited(PLAIN_GROUP_NORM,
+            ("def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):", "def group_norm(x, num_groups, weight=None, bias=None, eps=1e-3):")),
+         "test_group_norm_defaults"),
+        ("detaches the mean and the variance, so the gradient misses their terms", edited(PLAIN_GROUP_NORM,
+            ("mean = rows.mean(dim=-1, keepdim=True)", "mean = rows.mean(dim=-1, keepdim=True).detach()"),
+            ("var = rows.var(dim=-1, unbiased=False, keepdim=True)", "var = rows.var(dim=-1, unbiased=False, keepdim=True).detach()")),
+         "test_group_norm_gradient", "only"),
+        ("normalizes in place through a view of x, which changes x", edited(PLAIN_GROUP_NORM,
+            ("y = ((rows - mean) / torch.sqrt(var + eps)).reshape(x.shape)", "y = rows.sub_(mean).div_(torch.sqrt(var + eps)).reshape(x.shape)")),
+         "test_group_norm_input_unchanged"),
     ],
     "layer_norm_chw": [
         ("uses one group per channel (that is InstanceNorm)", """
 def layer_norm_chw(x, eps=1e-5):
     return group_norm(x, x.shape[1], eps=eps)
-"""),
+""", "test_layer_norm_chw_values"),
         ("computes LayerNorm directly instead of calling group_norm", """
 def layer_norm_chw(x, eps=1e-5):
     dims = tuple(range(1, x.dim()))
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, unbiased=False, keepdim=True)
     return (x - mean) / torch.sqrt(var + eps)
-"""),
+""", "test_layer_norm_chw_calls_group_norm", "only"),
         ("calls torch's F.layer_norm", """
 def layer_norm_chw(x, eps=1e-5):
     return F.layer_norm(x, x.shape[1:], eps=eps)
-"""),
+""", "test_layer_norm_chw_calls_group_norm", "only"),
         ("does not pass eps on", """
 def layer_norm_chw(x, eps=1e-5):
     return group_norm(x, 1)
-"""),
+""", "test_layer_norm_chw_eps", "only"),
         ("normalizes the whole batch as one group", """
 def layer_norm_chw(x, eps=1e-5):
     return group_norm(x.reshape(1, -1), 1, eps=eps).reshape(x.shape)
-"""),
+""", "test_layer_norm_chw_values"),
     ],
     "instance_norm": [
         ("uses one group (that is LayerNorm)", """
 def instance_norm(x, eps=1e-5):
     return group_norm(x, 1, eps=eps)
-"""),
+""", "test_instance_norm_values"),
         ("computes InstanceNorm directly instead of calling group_norm", """
 def instance_norm(x, eps=1e-5):
     dims = tuple(range(2, x.dim()))
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, unbiased=False, keepdim=True)
     return (x - mean) / torch.sqrt(var + eps)
-"""),
+""", "test_instance_norm_calls_group_norm", "only"),
         ("calls torch's F.instance_norm", """
 def instance_norm(x, eps=1e-5):
     return F.instance_norm(x, eps=eps)
-"""),
+""", "test_instance_norm_calls_group_norm", "only"),
         ("does not pass eps on", """
 def instance_norm(x, eps=1e-5):
     return group_norm(x, x.shape[1])
-"""),
+""", "test_instance_norm_eps", "only"),
         ("normalizes each channel over the whole batch (that is BatchNorm)", """
 def instance_norm(x, eps=1e-5):
     n, c = x.shape[0], x.shape[1]
     per_channel = x.transpose(0, 1).reshape(1, c, -1)
     return group_norm(per_channel, c, eps=eps).reshape(c, n, *x.shape[2:]).transpose(0, 1)
-"""),
+""", "test_instance_norm_values"),
     ],
     "replace_batchnorm": [
         ("replaces BatchNorm2d only", """
@@ -127,7 +166,7 @@ def replace_batchnorm(module, make_norm):
     for name, child in module.named_children():
         setattr(module, name, replace_batchnorm(child, make_norm))
     return module
-"""),
+""", "test_replace_batchnorm_kinds", "only"),
         ("checks the exact types BatchNorm1d/2d/3d (misses SyncBatchNorm and subclasses)", """
 def replace_batchnorm(module, make_norm):
     if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
@@ -135,7 +174,7 @@ def replace_batchnorm(module, make_norm):
     for name, child in module.named_children():
         setattr(module, name, replace_batchnorm(child, make_norm))
     return module
-"""),
+""", "test_replace_batchnorm_kinds", "only"),
         ("replaces the direct children only", """
 def replace_batchnorm(module, make_norm):
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -144,7 +183,7 @@ def replace_batchnorm(module, make_norm):
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
             setattr(module, name, make_norm(child.num_features))
     return module
-"""),
+""", "test_replace_batchnorm_tree", "only"),
         ("sets dotted names from named_modules() on the root", """
 def replace_batchnorm(module, make_norm):
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -153,7 +192,7 @@ def replace_batchnorm(module, make_norm):
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
             setattr(module, name, make_norm(child.num_features))
     return module
-"""),
+""", "test_replace_batchnorm_tree", "only"),
         ("never replaces the root", """
 def replace_batchnorm(module, make_norm):
     for name, child in module.named_children():
@@ -162,7 +201,7 @@ def replace_batchnorm(module, make_norm):
         else:
             replace_batchnorm(child, make_norm)
     return module
-"""),
+""", "test_replace_batchnorm_root", "only"),
         ("also replaces InstanceNorm layers (any _NormBase)", """
 def replace_batchnorm(module, make_norm):
     if isinstance(module, nn.modules.batchnorm._NormBase):
@@ -170,7 +209,7 @@ def replace_batchnorm(module, make_norm):
     for name, child in module.named_children():
         setattr(module, name, replace_batchnorm(child, make_norm))
     return module
-"""),
+""", "test_replace_batchnorm_kinds", "only"),
         ("deletes and re-adds the layer, which moves it to the end", """
 def replace_batchnorm(module, make_norm):
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -182,7 +221,7 @@ def replace_batchnorm(module, make_norm):
         else:
             replace_batchnorm(child, make_norm)
     return module
-"""),
+""", "test_replace_batchnorm_tree"),
         ("reads num_features from the weight (fails for affine=False)", """
 def replace_batchnorm(module, make_norm):
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -190,7 +229,7 @@ def replace_batchnorm(module, make_norm):
     for name, child in module.named_children():
         setattr(module, name, replace_batchnorm(child, make_norm))
     return module
-"""),
+""", "test_replace_batchnorm_kinds", "only"),
         ("works on a copy instead of in place", """
 def replace_batchnorm(module, make_norm):
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -199,7 +238,7 @@ def replace_batchnorm(module, make_norm):
     for name, child in module.named_children():
         setattr(module, name, replace_batchnorm(child, make_norm))
     return module
-"""),
+""", "test_replace_batchnorm_in_place"),
     ],
 }
 

@@ -56,7 +56,7 @@ def diagnose(model, x):
         if not found["random"] and not found["crosstalk"]:
             found["floating_point"] = any(not torch.equal(probe(x[:k]), full[:k]) for k in range(1, len(x)))
     return found
-"""),
+""", "test_diagnose_causes"),
         ("compares with allclose everywhere, so rounding is never reported", """
 def diagnose(model, x):
     causes = set()
@@ -74,7 +74,7 @@ def diagnose(model, x):
         if not causes and any(not torch.allclose(probe(x[:k]), full[:k], atol=1e-5) for k in range(1, len(x))):
             causes.add("crosstalk")
     return causes
-"""),
+""", "test_diagnose_rounding"),
         ("reports floating_point next to crosstalk or randomness", """
 def diagnose(model, x):
     causes = set()
@@ -97,10 +97,10 @@ def diagnose(model, x):
             except ValueError:
                 causes.add("floating_point")
     return causes
-"""),
+""", "test_diagnose_causes"),
         ("seeds both calls of the randomness check the same way, so Dropout never looks random", edited(PLAIN_DIAGNOSE, 
             ("        full = probe(x)\n",
-             "        torch.manual_seed(0)\n        full = probe(x)\n        torch.manual_seed(0)\n"))),
+             "        torch.manual_seed(0)\n        full = probe(x)\n        torch.manual_seed(0)\n")), "test_diagnose_causes"),
         ("calls the model itself, so BatchNorm's running statistics change", """
 def diagnose(model, x):
     causes = set()
@@ -119,9 +119,9 @@ def diagnose(model, x):
             if not torch.equal(model(x[:k]), full[:k]):
                 causes.add("floating_point")
     return causes
-"""),
+""", "test_diagnose_leaves_model"),
         ("seeds the global random generator and leaves it seeded", edited(PLAIN_DIAGNOSE, 
-            ("with torch.random.fork_rng(), torch.no_grad():", "with torch.no_grad():"))),
+            ("with torch.random.fork_rng(), torch.no_grad():", "with torch.no_grad():")), "test_diagnose_leaves_model"),
         ("looks for rounding only at k = N // 2", edited(PLAIN_DIAGNOSE, 
             (PLAIN_DIAGNOSE_LOOP, """        k = len(x) // 2
         if not torch.equal(probe(x[:k]), full[:k]):
@@ -129,7 +129,7 @@ def diagnose(model, x):
                 causes.add("floating_point")
             else:
                 causes.add("crosstalk")
-"""))),
+""")), "test_diagnose_rounding"),
         ("tells crosstalk by comparing batches of different sizes, so Dropout's new mask looks like crosstalk", """
 def diagnose(model, x):
     causes = set()
@@ -148,23 +148,23 @@ def diagnose(model, x):
         if not causes and any(not torch.equal(probe(x[:k]), full[:k]) for k in range(1, len(x))):
             causes.add("floating_point")
     return causes
-"""),
+""", "test_diagnose_causes"),
         ("changes the other samples but never removes them, so a layer that counts them is missed", edited(PLAIN_DIAGNOSE, 
             ("        if causes:\n            return causes\n" + PLAIN_DIAGNOSE_LOOP,
              """        if not causes and any(not torch.equal(probe(x[:k]), full[:k]) for k in range(1, len(x))):
             causes.add("floating_point")
-"""))),
+""")), "test_diagnose_causes", "only"),
     ],
     "batch_invariant_linear": [
         ("just calls F.linear", """
 def batch_invariant_linear(x, weight, bias=None):
     return F.linear(x, weight, bias)
-"""),
+""", "test_batch_invariant_linear_rows"),
         ("a matrix product, x @ weight.T + bias", """
 def batch_invariant_linear(x, weight, bias=None):
     out = x @ weight.T
     return out if bias is None else out + bias
-"""),
+""", "test_batch_invariant_linear_rows"),
         ("calls F.linear with torch.use_deterministic_algorithms(True)", """
 def batch_invariant_linear(x, weight, bias=None):
     before = torch.are_deterministic_algorithms_enabled()
@@ -173,33 +173,33 @@ def batch_invariant_linear(x, weight, bias=None):
         return F.linear(x, weight, bias)
     finally:
         torch.use_deterministic_algorithms(before)
-"""),
+""", "test_batch_invariant_linear_rows"),
         ("forgets the bias", """
 def batch_invariant_linear(x, weight, bias=None):
     return (x[:, None, :] * weight[None, :, :]).sum(dim=-1)
-"""),
+""", "test_batch_invariant_linear_values"),
         ("adds the bias to every product before the sum", """
 def batch_invariant_linear(x, weight, bias=None):
     products = x[:, None, :] * weight[None, :, :]
     if bias is not None:
         products = products + bias[None, :, None]
     return products.sum(dim=-1)
-"""),
+""", "test_batch_invariant_linear_values"),
         ("rounds F.linear's result to 5 decimals to hide the last bits", """
 def batch_invariant_linear(x, weight, bias=None):
     return torch.round(F.linear(x, weight, bias), decimals=5)
-"""),
+""", "test_batch_invariant_linear_rows"),
         ("computes F.linear in float64 and rounds back, hoping rounding hides the difference", """
 def batch_invariant_linear(x, weight, bias=None):
     wide = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
     return wide.to(x.dtype)
-"""),
+""", "test_batch_invariant_linear_rows", "only"),
     ],
     "eval_transform": [
         ("returns the training pipeline unchanged", """
 def eval_transform(train_transform):
     return train_transform
-"""),
+""", "test_eval_transform_steps"),
         ("drops every step whose name starts with Random, the crops too", """
 def eval_transform(train_transform):
     family = v2 if isinstance(train_transform, v2.Transform) else T
@@ -211,7 +211,7 @@ def eval_transform(train_transform):
         elif not type(step).__name__.startswith(drop):
             steps.append(step)
     return family.Compose(steps)
-"""),
+""", "test_eval_transform_steps"),
         ("turns RandomResizedCrop into a CenterCrop alone, without the Resize", """
 def eval_transform(train_transform):
     family = v2 if isinstance(train_transform, v2.Transform) else T
@@ -226,7 +226,7 @@ def eval_transform(train_transform):
         elif not name.startswith(drop):
             steps.append(step)
     return family.Compose(steps)
-"""),
+""", "test_eval_transform_steps"),
         ("resizes to the crop size itself before the centre crop (no 8/7 margin)", """
 def eval_transform(train_transform):
     family = v2 if isinstance(train_transform, v2.Transform) else T
@@ -243,7 +243,7 @@ def eval_transform(train_transform):
         elif not name.startswith(drop):
             steps.append(step)
     return family.Compose(steps)
-"""),
+""", "test_eval_transform_steps"),
         ("drops only flips and rotations, as if colour jitter and erasing were harmless", """
 def eval_transform(train_transform):
     family = v2 if isinstance(train_transform, v2.Transform) else T
@@ -259,7 +259,7 @@ def eval_transform(train_transform):
         elif name not in ("RandomHorizontalFlip", "RandomVerticalFlip", "RandomRotation"):
             steps.append(step)
     return family.Compose(steps)
-"""),
+""", "test_eval_transform_steps", "only"),
         ("always builds a torchvision.transforms (v1) pipeline", """
 def eval_transform(train_transform):
     drop = ("Random", "ColorJitter", "GaussianBlur", "ElasticTransform", "AutoAugment", "RandAugment", "TrivialAugmentWide", "AugMix")
@@ -275,7 +275,7 @@ def eval_transform(train_transform):
         elif not name.startswith(drop):
             steps.append(step)
     return T.Compose(steps)
-"""),
+""", "test_eval_transform_family"),
         ("keeps a nested Compose as it is, random crop inside included", """
 def eval_transform(train_transform):
     family = v2 if isinstance(train_transform, v2.Transform) else T
@@ -290,7 +290,7 @@ def eval_transform(train_transform):
         elif not name.startswith(drop):
             steps.append(step)
     return family.Compose(steps)
-"""),
+""", "test_eval_transform_steps", "only"),
     ],
 }
 
