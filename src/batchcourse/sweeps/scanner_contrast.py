@@ -24,7 +24,7 @@ from torch import nn
 from .. import data, models
 
 NORMS = {"BatchNorm": models.batch_norm, "GroupNorm": models.group_norm, "no normalization": models.no_norm}
-FULL = {"batch_sizes": [1, 2, 4, 32], "seeds": [0, 1, 2], "steps": 3000}
+FULL = {"batch_sizes": [1, 2, 4, 16], "seeds": [0, 1, 2], "steps": 2000}
 QUICK = {"batch_sizes": [1, 32], "seeds": [0], "steps": 300}
 LEARNING_RATE = 1e-3
 TRAIN_SEED, TEST_SEED = 1000, 2000
