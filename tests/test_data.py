@@ -54,3 +54,14 @@ def test_full_mnist_is_recognised_by_size(tmp_path):
         with (raw / name).open("wb") as handle:
             handle.truncate(size)
     assert data.verify_mnist_files(tmp_path) == "full"
+
+
+def test_scanner_contrast_is_seeded_and_changes_each_image_by_itself():
+    images, _ = data.mnist_tensors(train=False, limit=64)
+    scans = data.scanner_contrast(images, seed=3)
+    assert scans.shape == images.shape
+    assert torch.equal(scans, data.scanner_contrast(images, seed=3))
+    assert not torch.equal(scans, data.scanner_contrast(images, seed=4))
+    pixels, scanned = images * data.MNIST_STD + data.MNIST_MEAN, scans * data.MNIST_STD + data.MNIST_MEAN
+    gains = scanned.flatten(1).std(dim=1) / pixels.flatten(1).std(dim=1)
+    assert gains.min() >= 1 / 8 - 1e-4 and gains.max() <= 8 + 1e-4 and gains.max() / gains.min() > 4

@@ -124,3 +124,18 @@ def mnist_loader(train: bool = True, batch_size: int = 64, limit: int | None = N
         dataset = Subset(dataset, range(min(limit, len(dataset))))
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=generator, **kwargs)
+
+
+def scanner_contrast(images: torch.Tensor, seed: int, max_gain: float = 8.0, max_offset: float = 2.0) -> torch.Tensor:
+    """The images as if each came from its own scanner: a seeded random gain and offset per image.
+
+    Each image's pixel values (0 to 1 before normalization) are multiplied by a gain between
+    1/max_gain and max_gain (uniform in log scale) and shifted by an offset between -max_offset
+    and max_offset, then normalized with MNIST's mean and std again. The same seed gives the same images.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shape = (len(images), 1, 1, 1)
+    log_gain = (torch.rand(shape, generator=generator) * 2 - 1) * torch.log(torch.tensor(max_gain))
+    offset = (torch.rand(shape, generator=generator) * 2 - 1) * max_offset
+    pixels = images * MNIST_STD + MNIST_MEAN
+    return (log_gain.exp() * pixels + offset - MNIST_MEAN) / MNIST_STD

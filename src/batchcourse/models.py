@@ -105,3 +105,19 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
         for i in range(0, len(images), batch_size)
     )
     return correct / len(images)
+
+
+def strided_cnn(make_norm: Callable[[int], nn.Module] = no_norm, width: int = 16,
+                num_classes: int = 10) -> nn.Sequential:
+    """Five 3×3 convolutions with stride 2 (28 → 14 → 7 → 4 → 2 → 1), each followed by `make_norm` and ReLU.
+
+    The maps shrink to 1×1, as they do before the classifier of most image networks: the last
+    normalization layer sees one value per image and channel, so a BatchNorm there averages
+    only as many values as the batch has images.
+    """
+    conv_bias = isinstance(make_norm(1), nn.Identity)
+    layers, channels = [], 1
+    for out in (width, 2 * width, 2 * width, 4 * width, 4 * width):
+        layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=conv_bias), make_norm(out), nn.ReLU()]
+        channels = out
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels, num_classes))

@@ -5,7 +5,10 @@ without its number, e.g. `batch_size_one` for `05_batch_size_one`) and writes
 `data/sweeps/ID.json`: the results, with the command, the machine and the time it took. A notebook
 runs a reduced version of the same experiment live and plots it next to `load(ID)`.
 
-An experiment module defines `run(quick: bool = False) -> dict` returning JSON-ready results.
+An experiment module defines `run(quick: bool = False) -> dict` returning JSON-ready results. A "headline" entry in
+them goes to the top level of the file: a list of the comparisons a page states, each
+{"claim": id, "metric": "test accuracy" or "test error %", "better": {"label", "runs"}, "worse": {"label", "runs"}}
+with one value per seed in "runs" (tests/test_sweeps.py checks each claim's gap).
 """
 
 import importlib
@@ -49,6 +52,8 @@ def run(assignment: str, quick: bool = False) -> Path:
         "seconds": round(time.perf_counter() - start, 1),
         "results": results,
     }
+    if "headline" in results:  # the comparisons a page states, with every seed's result: kept at the top level
+        record["headline"] = results.pop("headline")
     path = results_path(assignment)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")

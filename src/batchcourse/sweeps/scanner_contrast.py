@@ -1,0 +1,137 @@
+"""06_scanner_contrast: BatchNorm at small training batches against GroupNorm, on images that differ in contrast.
+
+The training and test digits go through `data.scanner_contrast`: each image gets its own random gain (1/8 to 8)
+and offset (-2 to 2, in pixel units), as scans from different scanners do. Every run trains `models.MnistCNN`
+(8 and 16 channels) with BatchNorm, GroupNorm (4 groups) or no normalization, from the same seeded start, with Adam
+(learning rate 1e-3) for the same number of steps at every batch size (so a small batch is not favoured by taking
+more steps), and scores it in eval mode on the test digits. BatchNorm models are also scored in train mode with
+test batches of one image, where BatchNorm normalizes each image by itself, as InstanceNorm does.
+
+It also measures why, on the BatchNorm model trained with batches of one and on the same model trained on the
+plain digits: per BatchNorm layer, the running variance and the share of the features' variance that lies between
+images (the variance of each image's channel mean), relative to the variance over the whole training set.
+
+`python3 tasks.py sweep 06_scanner_contrast` runs it; notebooks 05 and 06 show it next to their own sweeps.
+"""
+
+import copy
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from .. import data, models
+
+NORMS = {"BatchNorm": models.batch_norm, "GroupNorm": models.group_norm, "no normalization": models.no_norm}
+FULL = {"batch_sizes": [1, 2, 4, 16], "seeds": [0, 1, 2], "steps": 2000}
+QUICK = {"batch_sizes": [1, 32], "seeds": [0], "steps": 300}
+LEARNING_RATE = 1e-3
+TRAIN_SEED, TEST_SEED = 1000, 2000
+
+
+def scanner_digits(train: bool) -> tuple:
+    images, labels = data.mnist_tensors(train=train)
+    return data.scanner_contrast(images, TRAIN_SEED if train else TEST_SEED), labels
+
+
+def train_steps(model: nn.Module, images, labels, batch_size: int, steps: int, seed: int) -> nn.Module:
+    """Adam on shuffled batches for exactly `steps` steps (a new shuffle each time the data runs out)."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    order, position = torch.randperm(len(images), generator=generator), 0
+    for _ in range(steps):
+        if position + batch_size > len(images):
+            order, position = torch.randperm(len(images), generator=generator), 0
+        batch = order[position:position + batch_size]
+        position += batch_size
+        optimizer.zero_grad()
+        loss_fn(model(images[batch]), labels[batch]).backward()
+        optimizer.step()
+    return model
+
+
+def trained(norm: str, batch_size: int, seed: int, steps: int, train: tuple) -> nn.Module:
+    torch.manual_seed(seed)
+    model = models.MnistCNN(make_norm=NORMS[norm], channels=(8, 16))
+    return train_steps(model, *train, batch_size, steps, seed)
+
+
+@torch.no_grad()
+def accuracy_per_image_statistics(model: nn.Module, images, labels) -> float:
+    """Train mode with batches of one image (on a copy): each BatchNorm layer uses that image's own statistics."""
+    model = copy.deepcopy(model).train()
+    return sum((model(image[None]).argmax(1) == label).item() for image, label in zip(images, labels)) / len(images)
+
+
+@torch.no_grad()
+def variance_parts(model: nn.Module, images) -> list[dict]:
+    """Per BatchNorm layer, medians over channels of: running variance / variance over the data, and the share
+    of the variance over the data that lies between images (the variance of each image's channel mean)."""
+    model = copy.deepcopy(model).eval()
+    inputs = {}
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    hooks = [layer.register_forward_hook(lambda layer, args, out: inputs.__setitem__(layer, args[0])) for layer in layers]
+    model(images)
+    for hook in hooks:
+        hook.remove()
+    rows = []
+    for index, layer in enumerate(layers):
+        x = inputs[layer]
+        total = x.var(dim=(0, 2, 3))
+        between = x.mean(dim=(2, 3)).var(dim=0)
+        rows.append({"layer": index + 1,
+                     "running_var_over_data_var": (layer.running_var / total).median().item(),
+                     "between_images_share": (between / total).median().item()})
+    return rows
+
+
+def run(quick: bool = False) -> dict:
+    grid = QUICK if quick else FULL
+    train, test = scanner_digits(train=True), scanner_digits(train=False)
+    start = time.perf_counter()
+    accuracy = {norm: {} for norm in NORMS}
+    per_image = {}
+    for norm in NORMS:
+        for size in grid["batch_sizes"]:
+            runs, own = [], []
+            for seed in grid["seeds"]:
+                model = trained(norm, size, seed, grid["steps"], train)
+                runs.append(round(models.accuracy(model.eval(), *test), 4))
+                if norm == "BatchNorm":
+                    own.append(round(accuracy_per_image_statistics(model, *test), 4))
+            accuracy[norm][str(size)] = runs
+            if own:
+                per_image[str(size)] = own
+    smallest = str(grid["batch_sizes"][0])
+    plain_train = data.mnist_tensors(train=True)
+    mechanism = {
+        "scanner digits": variance_parts(trained("BatchNorm", 1, 0, grid["steps"], train), train[0]),
+        "plain digits": variance_parts(trained("BatchNorm", 1, 0, grid["steps"], plain_train), plain_train[0]),
+    }
+    summary = {norm: {size: {"mean": round(statistics.fmean(runs), 4),
+                             "std": round(statistics.stdev(runs), 4) if len(runs) > 1 else 0.0}
+                      for size, runs in by_size.items()} for norm, by_size in accuracy.items()}
+    return {
+        "description": ("MnistCNN (8, 16 channels) on digits with a random gain (1/8 to 8) and offset (-2 to 2) per "
+                        f"image, Adam lr {LEARNING_RATE}, {grid['steps']} steps at every batch size, "
+                        f"{len(train[1])} training digits; eval-mode test accuracy on {len(test[1])} test digits "
+                        "(transformed the same way, another seed), one value per seed"),
+        **grid, "learning_rate": LEARNING_RATE, "train_images": len(train[1]),
+        "test_accuracy": accuracy,
+        "summary": summary,
+        "batchnorm_train_mode_batches_of_one": per_image,
+        "variance_parts_batchnorm_batch_1_seed_0": mechanism,
+        "training_seconds": round(time.perf_counter() - start, 1),
+        "headline": [
+            {"claim": "bn_small_batch_vs_gn", "metric": "test accuracy",
+             "better": {"label": f"GroupNorm, training batch {smallest}", "runs": accuracy["GroupNorm"][smallest]},
+             "worse": {"label": f"BatchNorm, training batch {smallest}", "runs": accuracy["BatchNorm"][smallest]}},
+            {"claim": "bn_small_batch_vs_no_norm", "metric": "test accuracy",
+             "better": {"label": f"no normalization, training batch {smallest}",
+                        "runs": accuracy["no normalization"][smallest]},
+             "worse": {"label": f"BatchNorm, training batch {smallest}", "runs": accuracy["BatchNorm"][smallest]}},
+        ],
+    }
