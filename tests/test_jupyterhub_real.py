@@ -242,7 +242,9 @@ def hub():
                        check=True)
         # README install steps, as the instructor and the administrator
         course = grading.scratch_course(A, Path("/home") / instructor)
-        (course / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n")
+        # a clone's autograde/nbgrader_config.py names its own folder; this scratch course borrows the repository's
+        (course / "nbgrader_config.py").write_text(f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
+                                                   f"c.CourseDirectory.db_url = {grading.sqlite_url(course)!r}\n")
         grading.release(A, root=course, db_url=grading.sqlite_url(course))
         subprocess.run(["chown", "-R", f"{instructor}:{instructor}", str(course)], check=True)
         exchange = scratch / "srv" / "nbgrader" / "exchange"
@@ -382,8 +384,9 @@ def test_formgrader_through_the_hub(hub):
     instructor = hub["browsers"][hub["instructor"]]
     page = instructor.session.get(f"{hub['base']}/services/batchcourse/formgrader")
     assert page.status_code == 200 and "formgrader" in page.text.lower(), page.url
-    assignments = instructor.session.get(f"{hub['base']}/services/batchcourse/formgrader/api/assignments").json()
-    (ours,) = [item for item in assignments if item["name"] == A]
+    answer = instructor.session.get(f"{hub['base']}/services/batchcourse/formgrader/api/assignments")
+    assert answer.status_code == 200, (answer.status_code, answer.url, answer.text[:500])
+    (ours,) = [item for item in answer.json() if item["name"] == A]
     assert ours["num_submissions"] == 1, ours
 
 
@@ -395,9 +398,44 @@ def test_nbgrader_is_on_path_in_a_hub_terminal(hub):
 def test_students_lab_has_the_course_settings_and_locked_tools(hub):
     student = hub["browsers"][hub["students"][1]]
     settings = student.session.get(student.url("/lab/api/settings/@jupyterlab/apputils-extension:notification"))
-    assert '"fetchNews": "false"' in settings.text.replace("'", '"') or \
-        settings.json()["settings"].get("fetchNews") == "false", settings.text[:500]
+    # the overrides become the settings' defaults
+    assert settings.json()["schema"]["properties"]["fetchNews"]["default"] == "false", settings.text[:500]
     page = student.session.get(student.url("/lab")).text
     config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page,
                                   re.S).group(1))
     assert set(LOCKED) <= set(config.get("lockedExtensions", [])) and set(LOCKED) <= set(config["disabledExtensions"])
+
+
+def test_screenshots_of_the_assignment_list_and_formgrader(hub):
+    """What the student and the instructor see, in headless Chromium with their hub cookies."""
+    from test_browser import CHROMIUM, CHROMIUM_FLAGS, ensure_chromium
+
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    student, instructor = hub["browsers"][hub["students"][0]], hub["browsers"][hub["instructor"]]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = page_as(browser, student, student.url("/lab"))
+            page.locator("#jp-main-dock-panel").wait_for(timeout=120_000)
+            page.get_by_text("Nbgrader", exact=True).click()
+            page.get_by_text("Assignment List", exact=True).click()
+            page.get_by_text("Submitted assignments").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(3000)  # the lists fill in after the panel opens
+            page.screenshot(path=str(ARTIFACTS / "1-assignment-list.png"))
+            page = page_as(browser, instructor, f"{hub['base']}/services/batchcourse/formgrader")
+            page.get_by_text(A).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "2-formgrader.png"))
+        finally:
+            browser.close()
+
+
+def page_as(browser, person: Browser, url: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_cookies([{"name": cookie.name, "value": cookie.value, "domain": "127.0.0.1", "path": cookie.path}
+                         for cookie in person.session.cookies])
+    page = context.new_page()
+    page.goto(url)
+    return page
