@@ -4,9 +4,12 @@ The exchange is a folder every account can reach (NBGRADER_EXCHANGE, e.g. /srv/n
 folder, with solutions/, the gradebook and the submissions, is closed to every account but the instructor's.
 """
 
+import json
 import os
 import pwd
 import stat
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from .. import grading
@@ -43,6 +46,35 @@ def ensure_shared_exchange(exchange: Path, root: Path) -> None:
     if exchange.resolve().is_relative_to(root.resolve()):
         print(f"Note: the exchange {exchange} is inside the course folder, which other accounts cannot open; for "
               "students with accounts of their own, set NBGRADER_EXCHANGE to a shared folder (README: On JupyterHub).")
+
+
+def students_group() -> str:
+    """The hub's group of the course's students (autograde/jupyterhub/jupyterhub_config.py)."""
+    return f"nbgrader-{course_id()}"
+
+
+def hub_group_members(group: str) -> set[str]:
+    """The members of a hub group, asked of the hub with this server's token (a hub terminal has both)."""
+    url = os.environ["JUPYTERHUB_API_URL"].rstrip("/") + f"/groups/{group}"
+    request = urllib.request.Request(url, headers={"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return set(json.load(answer)["users"])
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"the hub refused to name the members of its group {group} (HTTP {error.code}); this "
+                           f"account needs the scope read:groups!group={group} (jupyterhub_config.py gives it to "
+                           f"the group formgrade-{course_id()})") from error
+
+
+def roster(db_url: str) -> tuple[set[str], str]:
+    """The course's students, and where that list comes from: in a hub terminal, the hub's group of students;
+    elsewhere, the students in the gradebook (`nbgrader db student add` or `import`)."""
+    if os.environ.get("JUPYTERHUB_API_URL") and os.environ.get("JUPYTERHUB_API_TOKEN"):
+        return hub_group_members(students_group()), f"the hub's group {students_group()}"
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gradebook:
+        return {student.id for student in gradebook.students}, "the gradebook's students"
 
 
 def submission_owner(path: Path) -> str:

@@ -151,26 +151,40 @@ def publish(root: Path, db_url: str, assignments: list[str], feedback: bool = Fa
 def collect(root: Path, db_url: str, assignments: list[str]) -> int:
     """nbgrader's collect: each student's newest submission from the exchange into autograde/submitted/.
 
-    A submission in a student's name made by another account is not collected, and neither is that student."""
+    Only the course's students are collected (hub.roster: the hub's group, else the gradebook's students). A
+    submission in a student's name made by another account is not collected, and neither is that student."""
     from . import hub
 
     hub.close_course(root)
+    try:
+        students_of_course, source = hub.roster(db_url)
+    except RuntimeError as error:
+        print(f"NOTHING COLLECTED: {error}")
+        return EXIT_STOPPED
+    if not students_of_course:
+        print(f"NOTHING COLLECTED: {source} is empty. Add the students to the hub's group {hub.students_group()} "
+              "(run collect in a hub terminal), or to the gradebook (`nbgrader db student import`).")
+        return EXIT_STOPPED
     not_collected = 0
     for assignment in assignments or grading.course_assignments(root):
         forged = hub.forged_names(assignment)
-        students = sorted({student for student, _ in hub.submissions_in_exchange(assignment).values()} - set(forged))
-        if not students and not forged:
+        named = {student for student, _ in hub.submissions_in_exchange(assignment).values()}
+        outsiders = sorted(named - students_of_course - set(forged))
+        students = sorted(named & students_of_course - set(forged))
+        if not named:
             print(f"{assignment}: no submissions in {hub.exchange_root() / hub.course_id() / 'inbound'}/")
             continue
         for student, owners in forged.items():
             print(f"  NOT COLLECTED  {student}: a submission in this name was made by the account(s) "
                   f"{', '.join(sorted(set(owners)))}; an administrator removes it from the exchange, "
                   "then collect again")
-        runs = [[]] if not forged else [[f"--student={student}"] for student in students]
+        for outsider in outsiders:
+            print(f"  NOT COLLECTED  {outsider}: not a student of the course (not in {source})")
+        runs = [[]] if not (forged or outsiders) else [[f"--student={student}"] for student in students]
         for extra in runs:
             grading.run_nbgrader("collect", assignment, "--update", *extra, root=root, db_url=db_url, capture=True)
         submitted = root / "autograde" / "submitted"
         print(f"{assignment}: {len(students)} submission(s) in {submitted}/<student>/{assignment}/")
-        not_collected += len(forged)
+        not_collected += len(forged) + len(outsiders)
     print("Next: `python3 tasks.py grade " + " ".join(assignments) + "` (without --zip).")
     return EXIT_NOT_ALL_GRADED if not_collected else 0
