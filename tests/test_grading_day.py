@@ -133,8 +133,8 @@ def test_exports_for_canvas_and_the_download_record(day):
     assert list(rows[0]) == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", A]
     assert rows[0]["Student"] == "Points Possible" and float(rows[0][A]) == 10
     scores = {row["Student"]: (row["ID"], float(row[A])) for row in rows[1:]}
-    # ada: 9 automatic points and 1 given by hand; ben: stack_images only; bob: blank.
-    assert scores == {"ada": ("1234", 10.0), "ben": ("1240", 3.0), "bob": ("1235", 0.0)}
+    # ada: 9 automatic points and 1 given by hand; ben: stack_images and split_batch's error check; bob: blank.
+    assert scores == {"ada": ("1234", 10.0), "ben": ("1240", 4.0), "bob": ("1235", 0.0)}
     record = {row["student_id"]: row for row in read_csv(lms.record_path(root, A)) if row["student_id"]}
     assert record["bob"]["late"] == "True" and record["ada"]["late"] == "False"
     assert record["bob"]["submitted_at"] == "2026-11-22 23:59:00"
@@ -166,9 +166,10 @@ def test_feedback_is_its_own_step_and_shows_verdicts_without_hidden_tests_or_pat
     page = BeautifulSoup((day["root"] / "autograde" / "feedback" / "ben" / A / f"{A}.html").read_text(), "html.parser")
     verdicts = {row.find_all("td")[0].get_text(): [td.get_text() for td in row.find_all("td")[1:]]
                 for row in page.find("table", class_="batchcourse-verdicts").find_all("tr")[1:]}
-    assert verdicts["test_stack_images_hidden"] == ["passed", "2 / 2", ""]
-    verdict, points, message = verdicts["test_split_batch_hidden"]
-    assert verdict == "failed" and points == "0 / 2" and message.endswith(".") and "NotImplementedError" not in message
+    assert verdicts["test_stack_images_values"] == ["passed", "1 / 1", ""]
+    assert verdicts["test_split_batch_errors"] == ["passed", "1 / 1", ""]
+    verdict, points, message = verdicts["test_split_batch_values"]
+    assert verdict == "failed" and points == "0 / 1" and message.endswith(".") and "NotImplementedError" not in message
     assert verdicts["test_to_nchw_visible"][2].startswith("not done yet")
     text = page.get_text()
     assert "range(len(x) // batch_size)" in text, "the student's own code must stay"

@@ -3,8 +3,9 @@
 For every assignment, a batch holds an honest solution, a blank notebook and tampering
 submissions (tests/attacks.py, plus each assignment's own ATTACKS in tests/cases/<id>.py).
 Each tampering submission carries a wrong answer for the function it attacks; grading must give
-that function's tests no points, grade the honest submission fully, finish, leave no process
-behind, and (for the first assignment) give the same scores when the batch is graded again.
+that function's tests no more points than the wrong answer earns alone (a test cell per skill gives
+partial credit), grade the honest submission fully, finish, leave no process behind, and (for the
+first assignment) give the same scores when the batch is graded again.
 The attacks on the machine itself are the same for every assignment, so they run once.
 """
 
@@ -103,7 +104,8 @@ def tampering_batch(assignment, student_nb, solution_nb, port, rootless=False):
     else:
         chosen = {n: attacks.KERNEL_ATTACKS[n] for n in attacks.QUICK_KERNEL_ATTACKS}
     batch = {"honest": (grading.make_submission(student_nb, answers), None, None),
-             "blank": (student_nb, None, None)}
+             "blank": (student_nb, None, None),
+             "wrong": (grading.make_submission(student_nb, {**answers, target: wrong}), None, None)}
     if first:
         # Graded before the attacks ("a-" sorts first): colluders with the right answer, entitled to their points.
         for number, (name, build) in enumerate(attacks.SANDBOX_WRITERS.items(), 1):
@@ -138,7 +140,9 @@ def batch_problems(course, batch, scores, leftovers) -> list[str]:
         if function is None:
             continue
         attacked = grade_ids_of_tests(solution_nb, function)
-        gained = points(scores[student], attacked) - points(scores["blank"], attacked)
+        # The generic attacks carry the target's wrong answer, which may earn partial credit on its own.
+        baseline = "blank" if student.startswith("own") else "wrong"
+        gained = points(scores[student], attacked) - points(scores[baseline], attacked)
         if gained > 0:
             problems.append(f"{student} ({attack}) gained {gained:g} points on {function}")
     if leftovers:

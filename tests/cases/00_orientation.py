@@ -12,13 +12,13 @@ def stack_images(images):
     if len(images) == 0:
         raise ValueError("empty")
     return torch.cat(images)
-"""),
+""", "test_stack_images_values"),
         ("forgets (H, W) images need a channel dimension", """
 def stack_images(images):
     if len(images) == 0 or any(im.shape != images[0].shape for im in images):
         raise ValueError("bad images")
     return torch.stack(images)
-"""),
+""", "test_stack_images_values", "only"),
         ("stacks along the channel dimension", """
 def stack_images(images):
     if len(images) == 0:
@@ -27,13 +27,13 @@ def stack_images(images):
     if any(im.shape != images[0].shape for im in images):
         raise ValueError("shapes differ")
     return torch.stack(images, dim=1)
-"""),
+""", "test_stack_images_values"),
         ("lets torch's RuntimeError through for mismatched shapes", """
 def stack_images(images):
     if len(images) == 0:
         raise ValueError("empty")
     return torch.stack([im.unsqueeze(0) if im.dim() == 2 else im for im in images])
-"""),
+""", "test_stack_images_errors", "only"),
         ("converts everything to float32", """
 def stack_images(images):
     if len(images) == 0:
@@ -42,7 +42,14 @@ def stack_images(images):
     if any(im.shape != images[0].shape for im in images):
         raise ValueError("shapes differ")
     return torch.stack(images).float()
-"""),
+""", "test_stack_images_values", "only"),
+        ("validates with assert, so a bad list raises AssertionError", """
+def stack_images(images):
+    assert len(images) > 0, "no images"
+    images = [im.unsqueeze(0) if im.dim() == 2 else im for im in images]
+    assert all(im.shape == images[0].shape for im in images), "shapes differ"
+    return torch.stack(images)
+""", "test_stack_images_errors", "only"),
     ],
     "split_batch": [
         ("drops the last, smaller chunk", """
@@ -50,52 +57,56 @@ def split_batch(x, batch_size):
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     return [x[i * batch_size:(i + 1) * batch_size] for i in range(len(x) // batch_size)]
-"""),
+""", "test_split_batch_values"),
         ("treats batch_size as the number of chunks", """
 def split_batch(x, batch_size):
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     return list(torch.chunk(x, batch_size))
-"""),
+""", "test_split_batch_values"),
         ("overlaps the chunks by one sample", """
 def split_batch(x, batch_size):
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     return [x[start:start + batch_size] for start in range(0, len(x), max(batch_size - 1, 1))]
-"""),
+""", "test_split_batch_values"),
         ("never raises for a bad batch size", """
 def split_batch(x, batch_size):
     return [x[start:start + batch_size] for start in range(0, len(x), max(batch_size, 1))]
-"""),
+""", "test_split_batch_errors", "only"),
         ("splits the last dimension", """
 def split_batch(x, batch_size):
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     return list(torch.split(x, batch_size, dim=-1))
-"""),
+""", "test_split_batch_values"),
+        ("leaves the bad batch size to torch.split, which raises RuntimeError", """
+def split_batch(x, batch_size):
+    return list(torch.split(x, batch_size))
+""", "test_split_batch_errors", "only"),
     ],
     "to_nchw": [
         ("reshapes instead of permuting", """
 def to_nchw(x):
     n, h, w, c = x.shape
     return x.reshape(n, c, h, w)
-"""),
+""", "test_to_nchw_hidden"),
         ("swaps channels and height", """
 def to_nchw(x):
     return x.transpose(1, 3)
-"""),
+""", "test_to_nchw_hidden"),
         ("moves the wrong axis", """
 def to_nchw(x):
     return x.movedim(1, 3)
-"""),
+""", "test_to_nchw_hidden"),
         ("puts width before height", """
 def to_nchw(x):
     return x.permute(0, 3, 2, 1)
-"""),
+""", "test_to_nchw_hidden"),
         ("changes the dtype", """
 def to_nchw(x):
     return x.permute(0, 3, 1, 2).to(torch.float32)
-"""),
+""", "test_to_nchw_hidden", "only"),
     ],
 }
 

@@ -5,7 +5,7 @@ WRONG = {
         ("calls torch's own convolution", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     return F.conv2d(x, weight, bias, stride=stride, padding=padding)
-"""),
+""", ("test_conv2d_values", "test_conv2d_stride_padding", "test_conv2d_edge_cases")),
         ("flips the kernel (a true convolution)", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     weight = weight.flip(2, 3)
@@ -13,27 +13,27 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     x = F.pad(x, (padding,) * 4)
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kh, stride).unfold(3, kw, stride), weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_values"),
         ("ignores the stride", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kh, kw = weight.shape[2:]
     x = F.pad(x, (padding,) * 4)
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kh, 1).unfold(3, kw, 1), weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_stride_padding"),
         ("pads only the top and left", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kh, kw = weight.shape[2:]
     x = F.pad(x, (padding, 0, padding, 0))
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kh, stride).unfold(3, kw, stride), weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_stride_padding"),
         ("forgets the bias", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kh, kw = weight.shape[2:]
     x = F.pad(x, (padding,) * 4)
     return torch.einsum("ncijab,ocab->noij", x.unfold(2, kh, stride).unfold(3, kw, stride), weight)
-"""),
+""", "test_conv2d_values"),
         ("uses the first image for the whole batch", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kh, kw = weight.shape[2:]
@@ -41,7 +41,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     x = x[:1].expand_as(x)
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kh, stride).unfold(3, kw, stride), weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_values"),
         ("makes as many output channels as input channels (right only when C_in == C_out)", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kh, kw = weight.shape[2:]
@@ -50,7 +50,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     out = torch.stack([torch.einsum("ncijab,cab->nij", patches, weight[o % weight.shape[0]])
                        for o in range(x.shape[1])], dim=1)
     return out if bias is None else out + bias[:out.shape[1]].view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_values"),
         ("uses the kernel height for both axes (right only for square kernels)", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     k = weight.shape[2]
@@ -58,7 +58,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     patches = x.unfold(2, k, stride).unfold(3, k, stride)
     out = torch.einsum("ncijab,ocab->noij", patches, weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_values"),
         ("computes the output width from the input height (right only for square inputs)", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     n, c, h, w = x.shape
@@ -73,63 +73,63 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             if patch.shape[3] == kw:
                 out[:, :, i, j] = torch.einsum("ncab,ocab->no", patch, weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_values"),
         ("adds the bias along the last dimension (runs only when W_out == C_out or one of them is 1)", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kernel_h, kernel_w = weight.shape[2:]
     x = F.pad(x, (padding, padding, padding, padding))
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kernel_h, stride).unfold(3, kernel_w, stride), weight)
     return out if bias is None else out + bias
-"""),
+""", "test_conv2d_values"),
         ("applies the stride to the height only (right only for stride 1)", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kernel_h, kernel_w = weight.shape[2:]
     x = F.pad(x, (padding, padding, padding, padding))
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kernel_h, stride).unfold(3, kernel_w, 1), weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_stride_padding"),
         ("pads the height only (right only for padding 0)", """
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     kernel_h, kernel_w = weight.shape[2:]
     x = F.pad(x, (0, 0, padding, padding))
     out = torch.einsum("ncijab,ocab->noij", x.unfold(2, kernel_h, stride).unfold(3, kernel_w, stride), weight)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
-"""),
+""", "test_conv2d_stride_padding"),
     ],
     "batch_jacobian_norms": [
         ("returns the transposed matrix", """
 def batch_jacobian_norms(f, x):
     n = x.shape[0]
     return torch.autograd.functional.jacobian(f, x).reshape(n, -1, n, x[0].numel()).norm(dim=(1, 3)).T
-"""),
+""", "test_batch_jacobian_norms_values"),
         ("returns squared norms", """
 def batch_jacobian_norms(f, x):
     n = x.shape[0]
     return torch.autograd.functional.jacobian(f, x).reshape(n, -1, n, x[0].numel()).pow(2).sum(dim=(1, 3))
-"""),
+""", "test_batch_jacobian_norms_values"),
         ("uses the largest entry instead of the Frobenius norm", """
 def batch_jacobian_norms(f, x):
     n = x.shape[0]
     return torch.autograd.functional.jacobian(f, x).reshape(n, -1, n, x[0].numel()).abs().amax(dim=(1, 3))
-"""),
+""", "test_batch_jacobian_norms_values"),
         ("differentiates the summed output (a gradient, not a Jacobian)", """
 def batch_jacobian_norms(f, x):
     x = x.detach().requires_grad_()
     (grad,) = torch.autograd.grad(f(x).sum(), x)
     per_sample = grad.reshape(x.shape[0], -1).norm(dim=1)
     return per_sample.unsqueeze(0).expand(x.shape[0], -1).clone()
-"""),
+""", "test_batch_jacobian_norms_values"),
         ("assumes the output has the input's shape", """
 def batch_jacobian_norms(f, x):
     n = x.shape[0]
     return torch.autograd.functional.jacobian(f, x).reshape(n, x[0].numel(), n, -1).norm(dim=(1, 3))
-"""),
+""", "test_batch_jacobian_norms_edge_shapes", "only"),
         ("keeps only the diagonal", """
 def batch_jacobian_norms(f, x):
     n = x.shape[0]
     norms = torch.autograd.functional.jacobian(f, x).reshape(n, -1, n, x[0].numel()).norm(dim=(1, 3))
     return torch.diag(torch.diagonal(norms))
-"""),
+""", "test_batch_jacobian_norms_values"),
     ],
     "diagnose_layer": [
         ("calls the layer itself, so BatchNorm's running statistics change", """
@@ -143,7 +143,7 @@ def diagnose_layer(layer, x):
         changed[1:] = changed[1:] * 3 + 1
         b = layer(changed)
     return {"crosstalk": not torch.allclose(a[0], b[0], atol=1e-6), "stochastic": stochastic}
-"""),
+""", "test_diagnose_layer_leaves_layer"),
         ("switches the copy to eval mode, so train-mode behaviour is never seen", """
 def diagnose_layer(layer, x):
     probe = copy.deepcopy(layer).eval().double()
@@ -156,7 +156,7 @@ def diagnose_layer(layer, x):
         stochastic = not torch.allclose(probe(x), probe(x))
         crosstalk = not torch.allclose(probe(x)[0], probe(changed)[0])
     return {"crosstalk": crosstalk, "stochastic": stochastic}
-"""),
+""", "test_diagnose_layer_values"),
         ("does not fix the seed, so Dropout looks like crosstalk", """
 def diagnose_layer(layer, x):
     probe = copy.deepcopy(layer).double()
@@ -169,7 +169,7 @@ def diagnose_layer(layer, x):
         stochastic = not torch.allclose(probe(x), probe(x))
         crosstalk = not torch.allclose(probe(x)[0], probe(changed)[0])
     return {"crosstalk": crosstalk, "stochastic": stochastic}
-"""),
+""", "test_diagnose_layer_values"),
         ("never adds a second sample, so a batch of one shows no crosstalk", """
 def diagnose_layer(layer, x):
     probe = copy.deepcopy(layer).double()
@@ -183,7 +183,7 @@ def diagnose_layer(layer, x):
         torch.manual_seed(0)
         b = probe(changed)
     return {"crosstalk": not torch.allclose(a[0], b[0]), "stochastic": stochastic}
-"""),
+""", "test_diagnose_layer_batch_of_one", "only"),
         ("changes sample 0 itself and calls that crosstalk", """
 def diagnose_layer(layer, x):
     probe = copy.deepcopy(layer).double()
@@ -197,7 +197,7 @@ def diagnose_layer(layer, x):
         torch.manual_seed(0)
         b = probe(changed)
     return {"crosstalk": not torch.allclose(a[0], b[0]), "stochastic": stochastic}
-"""),
+""", "test_diagnose_layer_values"),
         ("returns tensors instead of bools", """
 def diagnose_layer(layer, x):
     probe = copy.deepcopy(layer).double()
@@ -213,7 +213,22 @@ def diagnose_layer(layer, x):
         torch.manual_seed(0)
         b = probe(changed)
     return {"crosstalk": (a[0] - b[0]).abs().max() > 1e-9, "stochastic": stochastic}
-"""),
+""", "test_diagnose_layer_values"),
+        ("runs the layer itself instead of a copy, so running statistics change (the answers are right)", """
+def diagnose_layer(layer, x):
+    if x.shape[0] == 1:
+        x = torch.cat([x, x.flip(-1) + 1.0])
+    others = x.clone()
+    others[1:] = others[1:] * 3.0 + 1.0
+    with torch.no_grad(), torch.random.fork_rng():
+        first, second = layer(x), layer(x)
+        torch.manual_seed(0)
+        alone = layer(x)
+        torch.manual_seed(0)
+        with_others_changed = layer(others)
+    return {"crosstalk": not torch.allclose(alone[0], with_others_changed[0], rtol=1e-6, atol=1e-6),
+            "stochastic": not torch.allclose(first, second, rtol=1e-6, atol=1e-6)}
+""", "test_diagnose_layer_leaves_layer", "only"),
     ],
 }
 

@@ -29,7 +29,7 @@ def per_sample_gradients(model, loss_fn, x, y):
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss_fn(model(x), y), [p for _, p in named])
     return {name: g.expand(len(x), *g.shape).clone() for (name, _), g in zip(named, grads)}
-"""),
+""", "test_per_sample_gradients_values"),
         ("lets .grad add up over the samples", """
 def per_sample_gradients(model, loss_fn, x, y):
     rows = {name: [] for name, p in model.named_parameters() if p.requires_grad}
@@ -40,7 +40,7 @@ def per_sample_gradients(model, loss_fn, x, y):
             if p.requires_grad:
                 rows[name].append(p.grad.clone())
     return {name: torch.stack(r) for name, r in rows.items()}
-"""),
+""", "test_per_sample_gradients_values"),
         ("stores p.grad itself, not a copy", """
 def per_sample_gradients(model, loss_fn, x, y):
     rows = {name: [] for name, p in model.named_parameters() if p.requires_grad}
@@ -53,13 +53,13 @@ def per_sample_gradients(model, loss_fn, x, y):
             if p.requires_grad:
                 rows[name].append(p.grad)
     return {name: torch.stack(r) for name, r in rows.items()}
-"""),
+""", "test_per_sample_gradients_values"),
         ("divides each sample's gradient by the batch size", """
 def per_sample_gradients(model, loss_fn, x, y):
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), [p for _, p in named]) for i in range(len(x))]
     return {name: torch.stack([row[k] for row in rows]) / len(x) for k, (name, _) in enumerate(named)}
-"""),
+""", "test_per_sample_gradients_values"),
         ("includes frozen parameters (with zero gradients)", """
 def per_sample_gradients(model, loss_fn, x, y):
     params = {name: p.detach() for name, p in model.named_parameters()}
@@ -68,13 +68,13 @@ def per_sample_gradients(model, loss_fn, x, y):
         return loss_fn(torch.func.functional_call(model, params, (x_i.unsqueeze(0),)), y_i.unsqueeze(0))
 
     return torch.func.vmap(torch.func.grad(loss_of_one), in_dims=(None, 0, 0))(params, x, y)
-"""),
+""", "test_per_sample_gradients_values", "only"),
         ("returns a list of gradients, not a dict", """
 def per_sample_gradients(model, loss_fn, x, y):
     params = [p for p in model.parameters() if p.requires_grad]
     rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params) for i in range(len(x))]
     return [torch.stack([row[k] for row in rows]) for k in range(len(params))]
-"""),
+""", "test_per_sample_gradients_values"),
         ("runs the whole batch through the model once (right only for a model without crosstalk)", """
 def per_sample_gradients(model, loss_fn, x, y):
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -82,9 +82,26 @@ def per_sample_gradients(model, loss_fn, x, y):
     rows = [torch.autograd.grad(loss_fn(output[i:i + 1], y[i:i + 1]), [p for _, p in named], retain_graph=True)
             for i in range(len(x))]
     return {name: torch.stack([row[k] for row in rows]) for k, (name, _) in enumerate(named)}
-"""),
+""", "test_per_sample_gradients_values", "only"),
         ("drops the sample dimension for a batch of one", edited(LOOP_PER_SAMPLE, 
-            ("torch.stack([row[k] for row in rows])", "torch.stack([row[k] for row in rows]).squeeze(0)"))),
+            ("torch.stack([row[k] for row in rows])", "torch.stack([row[k] for row in rows]).squeeze(0)")), "test_per_sample_gradients_batch_of_one", "only"),
+        ("puts the model in eval mode and leaves it there (the gradients are right)", """
+def per_sample_gradients(model, loss_fn, x, y):
+    model.eval()
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), [p for _, p in named]) for i in range(len(x))]
+    return {name: torch.stack([row[k] for row in rows]) for k, (name, _) in enumerate(named)}
+""", "test_per_sample_gradients_leaves_model", "only"),
+        ("unfreezes the frozen parameters to take their gradients, and leaves them unfrozen", """
+def per_sample_gradients(model, loss_fn, x, y):
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    for p in model.parameters():
+        p.requires_grad_(True)
+    params = [p for _, p in model.named_parameters()]
+    rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params) for i in range(len(x))]
+    grads = {name: torch.stack([row[k] for row in rows]) for k, (name, _) in enumerate(model.named_parameters())}
+    return {name: grads[name] for name in names}
+""", "test_per_sample_gradients_leaves_model", "only"),
     ],
     "accumulate_gradients": [
         ("adds the micro-batch mean losses without weighing them", """
@@ -96,7 +113,7 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
         loss.backward()
         total += loss.item() * len(x[start:start + micro_batch_size])
     return total / len(x)
-"""),
+""", "test_accumulate_gradients_hidden"),
         ("divides by the number of micro-batches", """
 def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     model.zero_grad()
@@ -107,7 +124,7 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
         (loss / len(parts)).backward()
         total += loss.item() * len(xp)
     return total / len(x)
-"""),
+""", "test_accumulate_gradients_hidden", "only"),
         ("keeps what was in .grad before", """
 def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     total = 0.0
@@ -116,7 +133,7 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
         (loss * len(xp) / len(x)).backward()
         total += loss.item() * len(xp)
     return total / len(x)
-"""),
+""", "test_accumulate_gradients_old_grad", "only"),
         ("zeroes the gradients inside the loop", """
 def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     total = 0.0
@@ -126,7 +143,7 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
         (loss * len(xp) / len(x)).backward()
         total += loss.item() * len(xp)
     return total / len(x)
-"""),
+""", "test_accumulate_gradients_hidden"),
         ("returns the plain mean of the micro-batch losses", """
 def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     model.zero_grad()
@@ -136,23 +153,23 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
         (loss * len(xp) / len(x)).backward()
         losses.append(loss.detach())
     return torch.stack(losses).mean()
-"""),
+""", "test_accumulate_gradients_hidden", "only"),
         ("runs the whole batch at once", """
 def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     model.zero_grad()
     loss = loss_fn(model(x), y)
     loss.backward()
     return loss.detach()
-"""),
+""", "test_accumulate_gradients_micro_batches", "only"),
         ("makes micro_batch_size chunks with x.chunk (right only when that gives chunks of at most micro_batch_size)",
          edited(PLAIN_ACCUMULATE, ("zip(x.split(micro_batch_size), y.split(micro_batch_size))",
-                                   "zip(x.chunk(micro_batch_size), y.chunk(micro_batch_size))"))),
+                                   "zip(x.chunk(micro_batch_size), y.chunk(micro_batch_size))")), "test_accumulate_gradients_micro_batches", "only"),
         ("drops the last, smaller micro-batch", edited(PLAIN_ACCUMULATE, 
             ("zip(x.split(micro_batch_size), y.split(micro_batch_size))",
-             "list(zip(x.split(micro_batch_size), y.split(micro_batch_size)))[:max(len(x) // micro_batch_size, 1)]"))),
+             "list(zip(x.split(micro_batch_size), y.split(micro_batch_size)))[:max(len(x) // micro_batch_size, 1)]")), "test_accumulate_gradients_hidden", "only"),
         ("weighs every micro-batch by micro_batch_size / N", edited(PLAIN_ACCUMULATE, 
             ("(loss * len(x_part) / n).backward()", "(loss * micro_batch_size / n).backward()"),
-            ("total += loss.item() * len(x_part)", "total += loss.item() * micro_batch_size"))),
+            ("total += loss.item() * len(x_part)", "total += loss.item() * micro_batch_size")), "test_accumulate_gradients_hidden", "only"),
         ("returns the loss with its graph", """
 def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     model.zero_grad()
@@ -162,7 +179,7 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
         loss.backward(retain_graph=True)
         total = total + loss
     return total
-"""),
+""", "test_accumulate_gradients_hidden"),
     ],
 }
 

@@ -7,35 +7,40 @@ def bn_reduction_dims(ndim):
     if ndim < 2:
         raise ValueError("no channels")
     return (0, 2, 3)
-"""),
+""", "test_bn_reduction_dims_values"),
         ("leaves out the batch dimension", """
 def bn_reduction_dims(ndim):
     if ndim < 2:
         raise ValueError("no channels")
     return tuple(range(2, ndim)) or (0,)
-"""),
+""", "test_bn_reduction_dims_values"),
         ("averages over the channels too", """
 def bn_reduction_dims(ndim):
     if ndim < 2:
         raise ValueError("no channels")
     return tuple(range(ndim))
-"""),
+""", "test_bn_reduction_dims_values"),
         ("never raises", """
 def bn_reduction_dims(ndim):
     return (0,) + tuple(range(2, ndim))
-"""),
+""", "test_bn_reduction_dims_errors", "only"),
         ("is off by one", """
 def bn_reduction_dims(ndim):
     if ndim < 2:
         raise ValueError("no channels")
     return (0,) + tuple(range(2, ndim + 1))
-"""),
+""", "test_bn_reduction_dims_values"),
         ("returns the batch dimension only", """
 def bn_reduction_dims(ndim):
     if ndim < 2:
         raise ValueError("no channels")
     return (0,)
-"""),
+""", "test_bn_reduction_dims_values"),
+        ("checks ndim with assert, so a bad ndim raises AssertionError", """
+def bn_reduction_dims(ndim):
+    assert ndim >= 2, "BatchNorm needs a batch and a channel dimension"
+    return (0,) + tuple(range(2, ndim))
+""", "test_bn_reduction_dims_errors", "only"),
     ],
     "batch_norm_train": [
         ("calls torch's batch_norm", """
@@ -43,7 +48,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
     y = F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
     return y, x.mean(dim=dims), x.var(dim=dims, unbiased=False)
-"""),
+""", ("test_batch_norm_train_values", "test_batch_norm_train_edge_shapes", "test_batch_norm_train_defaults")),
         ("uses the unbiased variance", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -54,7 +59,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     y = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
     y = y if weight is None else y * weight.view(shape)
     return (y if bias is None else y + bias.view(shape)), mean, var
-"""),
+""", "test_batch_norm_train_values"),
         ("puts eps outside the square root", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -65,7 +70,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     y = (x - mean.view(shape)) / (var.view(shape).sqrt() + eps)
     y = y if weight is None else y * weight.view(shape)
     return (y if bias is None else y + bias.view(shape)), mean, var
-"""),
+""", "test_batch_norm_train_values"),
         ("averages over (0, 2, 3) whatever the input", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     if x.numel() // x.shape[1] <= 1:
@@ -78,7 +83,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     y = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
     y = y if weight is None else y * weight.view(shape)
     return (y if bias is None else y + bias.view(shape)), mean, var
-"""),
+""", "test_batch_norm_train_edge_shapes", "only"),
         ("forgets weight and bias", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -87,7 +92,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     shape = (1, -1) + (1,) * (x.dim() - 2)
     mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
     return (x - mean.view(shape)) / (var.view(shape) + eps).sqrt(), mean, var
-"""),
+""", "test_batch_norm_train_values"),
         ("reshapes to (C, -1) without moving the channels first (right only for a batch of one)", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     if x.numel() // x.shape[1] <= 1:
@@ -102,7 +107,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias.view(shape)
     return y, mean, var
-"""),
+""", "test_batch_norm_train_values"),
         ("swaps weight and bias", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     if x.numel() // x.shape[1] <= 1:
@@ -116,7 +121,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     if weight is not None:
         y = y + weight.view(shape)
     return y, mean, var
-"""),
+""", "test_batch_norm_train_values"),
         ("returns zeros instead of raising for one value per channel", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -125,7 +130,7 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     y = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
     y = y if weight is None else y * weight.view(shape)
     return (y if bias is None else y + bias.view(shape)), mean, var
-"""),
+""", "test_batch_norm_train_errors", "only"),
         ("multiplies by weight without reshaping it (broadcasts over the last dimension)", """
 def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     if x.numel() // x.shape[1] <= 1:
@@ -139,7 +144,29 @@ def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias.view(shape)
     return y, mean, var
-"""),
+""", "test_batch_norm_train_values"),
+        ("raises RuntimeError for one value per channel", """
+def batch_norm_train(x, weight=None, bias=None, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    if x.numel() // x.shape[1] <= 1:
+        raise RuntimeError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+    y = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
+    y = y if weight is None else y * weight.view(shape)
+    return (y if bias is None else y + bias.view(shape)), mean, var
+""", "test_batch_norm_train_errors", "only"),
+        ("takes Keras' default eps=1e-3", """
+def batch_norm_train(x, weight=None, bias=None, eps=1e-3):
+    dims = [0] + list(range(2, x.dim()))
+    if x.numel() // x.shape[1] <= 1:
+        raise ValueError("one value per channel")
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+    y = (x - mean.view(shape)) / (var.view(shape) + eps).sqrt()
+    y = y if weight is None else y * weight.view(shape)
+    return (y if bias is None else y + bias.view(shape)), mean, var
+""", "test_batch_norm_train_defaults"),
     ],
     "batch_norm_backward": [
         ("differentiates with autograd", """
@@ -152,7 +179,7 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     y = (x - x.mean(dim=dims, keepdim=True)) / (x.var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt()
     y = y * w.view(shape) + b.view(shape)
     return torch.autograd.grad(y, (x, w, b), dy)
-"""),
+""", ("test_batch_norm_backward_values", "test_batch_norm_backward_edge_shapes", "test_batch_norm_backward_defaults")),
         ("treats the mean and variance as constants", """
 def batch_norm_backward(dy, x, weight, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -161,7 +188,7 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     x_hat = (x - x.mean(dim=dims, keepdim=True)) * inv_std
     dx_hat = dy if weight is None else dy * weight.view(shape)
     return dx_hat * inv_std, (dy * x_hat).sum(dim=dims), dy.sum(dim=dims)
-"""),
+""", "test_batch_norm_backward_values"),
         ("forgets the variance term", """
 def batch_norm_backward(dy, x, weight, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -170,7 +197,7 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     x_hat = (x - x.mean(dim=dims, keepdim=True)) * inv_std
     dx_hat = dy if weight is None else dy * weight.view(shape)
     return (dx_hat - dx_hat.mean(dim=dims, keepdim=True)) * inv_std, (dy * x_hat).sum(dim=dims), dy.sum(dim=dims)
-"""),
+""", "test_batch_norm_backward_values"),
         ("swaps dweight and dbias", """
 def batch_norm_backward(dy, x, weight, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -180,7 +207,7 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     dx_hat = dy if weight is None else dy * weight.view(shape)
     dx = inv_std * (dx_hat - dx_hat.mean(dim=dims, keepdim=True) - x_hat * (dx_hat * x_hat).mean(dim=dims, keepdim=True))
     return dx, dy.sum(dim=dims), (dy * x_hat).sum(dim=dims)
-"""),
+""", "test_batch_norm_backward_values"),
         ("uses the unbiased variance", """
 def batch_norm_backward(dy, x, weight, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -190,7 +217,7 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     dx_hat = dy if weight is None else dy * weight.view(shape)
     dx = inv_std * (dx_hat - dx_hat.mean(dim=dims, keepdim=True) - x_hat * (dx_hat * x_hat).mean(dim=dims, keepdim=True))
     return dx, (dy * x_hat).sum(dim=dims), dy.sum(dim=dims)
-"""),
+""", "test_batch_norm_backward_values"),
         ("sums dweight and dbias over the batch only", """
 def batch_norm_backward(dy, x, weight, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -200,7 +227,7 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     dx_hat = dy if weight is None else dy * weight.view(shape)
     dx = inv_std * (dx_hat - dx_hat.mean(dim=dims, keepdim=True) - x_hat * (dx_hat * x_hat).mean(dim=dims, keepdim=True))
     return dx, (dy * x_hat).sum(dim=0), dy.sum(dim=0)
-"""),
+""", "test_batch_norm_backward_values"),
         ("leaves the weight out of dx (right only for weight None or ones)", """
 def batch_norm_backward(dy, x, weight, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -209,7 +236,27 @@ def batch_norm_backward(dy, x, weight, eps=1e-5):
     x_hat = (x - mean) * inv_std
     dx = inv_std * (dy - dy.mean(dim=dims, keepdim=True) - x_hat * (dy * x_hat).mean(dim=dims, keepdim=True))
     return dx, (dy * x_hat).sum(dim=dims), dy.sum(dim=dims)
-"""),
+""", "test_batch_norm_backward_values"),
+        ("fails for weight=None (uses weight without checking)", """
+def batch_norm_backward(dy, x, weight, eps=1e-5):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    inv_std = 1 / (x.var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt()
+    x_hat = (x - x.mean(dim=dims, keepdim=True)) * inv_std
+    dx_hat = dy * weight.view(shape)
+    dx = inv_std * (dx_hat - dx_hat.mean(dim=dims, keepdim=True) - x_hat * (dx_hat * x_hat).mean(dim=dims, keepdim=True))
+    return dx, (dy * x_hat).sum(dim=dims), dy.sum(dim=dims)
+""", "test_batch_norm_backward_defaults", "only"),
+        ("takes Keras' default eps=1e-3", """
+def batch_norm_backward(dy, x, weight, eps=1e-3):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    inv_std = 1 / (x.var(dim=dims, unbiased=False, keepdim=True) + eps).sqrt()
+    x_hat = (x - x.mean(dim=dims, keepdim=True)) * inv_std
+    dx_hat = dy if weight is None else dy * weight.view(shape)
+    dx = inv_std * (dx_hat - dx_hat.mean(dim=dims, keepdim=True) - x_hat * (dx_hat * x_hat).mean(dim=dims, keepdim=True))
+    return dx, (dy * x_hat).sum(dim=dims), dy.sum(dim=dims)
+""", "test_batch_norm_backward_defaults"),
     ],
     "bn_parameter_counts": [
         ("counts only BatchNorm2d", """
@@ -217,36 +264,36 @@ def bn_parameter_counts(model):
     layers = [m for m in model.modules() if type(m) is nn.BatchNorm2d]
     return {"trainable": sum(p.numel() for m in layers for p in m.parameters()),
             "running": sum(m.running_mean.numel() * 2 for m in layers if m.track_running_stats)}
-"""),
+""", "test_bn_parameter_counts_layers"),
         ("counts num_batches_tracked as a running value", """
 def bn_parameter_counts(model):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     return {"trainable": sum(p.numel() for m in layers for p in m.parameters()),
             "running": sum(b.numel() for m in layers for b in m.buffers())}
-"""),
+""", "test_bn_parameter_counts_flags"),
         ("counts InstanceNorm layers too", """
 def bn_parameter_counts(model):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     return {"trainable": sum(p.numel() for m in layers for p in m.parameters()),
             "running": sum(m.running_mean.numel() * 2 for m in layers if m.track_running_stats)}
-"""),
+""", "test_bn_parameter_counts_layers", "only"),
         ("looks at the direct children only", """
 def bn_parameter_counts(model):
     layers = [m for m in model.children() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     return {"trainable": sum(p.numel() for m in layers for p in m.parameters()),
             "running": sum(m.running_mean.numel() * 2 for m in layers if m.track_running_stats)}
-"""),
+""", "test_bn_parameter_counts_layers"),
         ("assumes 2 * num_features of each, whatever the flags", """
 def bn_parameter_counts(model):
     total = sum(2 * m.num_features for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
     return {"trainable": total, "running": total}
-"""),
+""", "test_bn_parameter_counts_flags", "only"),
         ("counts a shared layer once per use", """
 def bn_parameter_counts(model):
     layers = [m for _, m in model.named_modules(remove_duplicate=False) if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     return {"trainable": sum(p.numel() for m in layers for p in m.parameters()),
             "running": sum(m.running_mean.numel() * 2 for m in layers if m.track_running_stats)}
-"""),
+""", "test_bn_parameter_counts_layers", "only"),
     ],
 }
 
