@@ -2,7 +2,8 @@
 
 The variants are tests/attacks.py's ISSUE_FAMILIES (any assignment) and each assignment's ISSUE_ATTACKS
 in tests/cases/<id>.py. One batch per assignment is graded: an honest submission (must keep full marks),
-a blank one, and the variants (the generic ones shared out between the two assignments to keep the run
+a blank one, the wrong answer the generic variants carry (their baseline: a test cell per skill may give it
+partial credit), and the variants (the generic ones shared out between the two assignments to keep the run
 short). Each variant is then its own test. While test cells ran in the student's kernel, 36 of these variants
 won full marks with a wrong answer (measured on 01 and 04); with the tests in a process of their own, none may.
 """
@@ -68,7 +69,8 @@ def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tu
     target = graded_functions(solution_nb)[0]
     wrong = wrong_answer(load_cases(assignment), target)
     context = {"assignment": assignment, "port": 9}
-    batch = {"honest": grading.make_submission(student_nb, answers), "blank": student_nb}
+    batch = {"honest": grading.make_submission(student_nb, answers), "blank": student_nb,
+             "wrong": grading.make_submission(student_nb, {**answers, target: wrong})}
     students = {}
     for number, variant in enumerate(variants, 1):
         student = f"variant{number:02d}"
@@ -88,7 +90,9 @@ def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tu
     for student, variant in students.items():
         attacked = grade_ids_of_tests(solution_nb, variant.function)
         mine = scores.get(student, {})
-        gained = sum(mine[g].score or 0 for g in attacked if g in mine) - sum(scores["blank"][g].score or 0 for g in attacked)
+        # A generic variant carries the target's wrong answer, which may earn partial credit on its own.
+        baseline = scores["wrong" if variant.build is not None else "blank"]
+        gained = sum(mine[g].score or 0 for g in attacked if g in mine) - sum(baseline[g].score or 0 for g in attacked)
         path = course.root / "autograde" / "autograded" / student / assignment / f"{assignment}.ipynb"
         graded = path.is_file() and student in scores and all(g in mine for g in attacked)
         outcomes[(variant.family, variant.name)] = Outcome(gained, graded, path.stat().st_size if path.is_file() else 0)
