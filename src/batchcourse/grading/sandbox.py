@@ -4,8 +4,8 @@ nbgrader runs student code in a kernel with the grader's permissions. `Sandboxed
 replaces nbgrader's Execute step: nbgrader still restores the test cells before, and scores and
 writes the gradebook after, but the kernel it talks to starts inside `sandbox_argv(...)`:
 
-    unshare [--user --map-root-user] --mount --net --pid --ipc --fork --mount-proc --kill-child
-            python -m batchcourse.grading.kernel_launcher
+    setpriv --pdeathsig=KILL unshare [--user --map-root-user] --mount --net --pid --ipc --fork --mount-proc
+            --kill-child python -m batchcourse.grading.kernel_launcher
       (root in new namespaces)  covers solutions/, tests/, autograde/ (gradebook and other submissions),
                                 .git, the repository's parent folder, /tmp, /run, /dev/shm, /var/tmp, /root
                                 and /home with empty file systems of its own; mounts back only Python, the
@@ -21,8 +21,9 @@ user outside its namespaces (README.md, "Grading", says what this weakens).
 The kernel talks to nbgrader over Unix sockets in a private folder (not TCP), so it needs no
 network: its network namespace has none. It cannot read the hidden files, write outside its own
 folders, reach the network, see, signal or trace any process outside (PID namespace), reach another
-sandbox's System V IPC objects or POSIX message queues (IPC namespace), or outlive grading (its PID
-and IPC namespaces end with it). A wall-clock limit per submission kills it from outside. Limits
+sandbox's System V IPC objects or POSIX message queues (IPC namespace), or outlive grading: `unshare`
+dies with the grader's process, the kernel with `unshare` (parent-death signals, see lifetime.py), and
+everything the kernel started with the kernel (its PID and IPC namespaces end with it). A wall-clock limit per submission kills it from outside. Limits
 that were hit are written into the notebook's metadata for the tamper report, and the test cells
 that did not run fail with a sentence that says why.
 """
