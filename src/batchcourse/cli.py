@@ -77,16 +77,14 @@ def grade(args) -> int:
         print(problem)
         return 2
     with lifetime.grading_run():
-        sandbox.remove_folders_of_ended_runs()
+        sandbox.remove_folders_of_ended_runs()  # those of runs stopped before: their graders could not
         try:
             return instructor.grade(*course(args), args.assignments, collect=args.zip, workers=args.workers, part=part)
         except lifetime.GradingStoppedBySignal as stop:
             print(f"\nGRADING STOPPED by {stop}: every process of this grading run was ended. Submissions graded "
                   "before keep their scores; those listed as NOT graded have none. Run grade again to grade them.",
                   flush=True)
-            return 128 + stop.signum
-        finally:
-            sandbox.remove_folders_of_ended_runs()
+            lifetime.end_now(128 + stop.signum)
 
 
 def feedback(args) -> int:
