@@ -23,9 +23,9 @@ network: its network namespace has none. It cannot read the hidden files, write 
 folders, reach the network, see, signal or trace any process outside (PID namespace), reach another
 sandbox's System V IPC objects or POSIX message queues (IPC namespace), or outlive grading: `unshare`
 dies with the grader's process, the kernel with `unshare` (parent-death signals, see lifetime.py), and
-everything the kernel started with the kernel (its PID and IPC namespaces end with it). A wall-clock limit per submission kills it from outside. Limits
-that were hit are written into the notebook's metadata for the tamper report, and the test cells
-that did not run fail with a sentence that says why.
+everything the kernel started with the kernel (its PID and IPC namespaces end with it). A wall-clock
+limit per submission kills it from outside. Limits that were hit are written into the notebook's
+metadata for the tamper report, and the test cells that did not run fail with a sentence that says why.
 """
 
 import contextlib
@@ -50,9 +50,8 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
-from . import is_test_cell
-from . import lifetime
-from .lifetime import dies_with_parent, run_id
+from . import is_test_cell, lifetime
+from .lifetime import dies_with_parent
 from .trusted_execute import TrustedTests
 
 METADATA_KEY = "batchcourse_grading"
@@ -181,7 +180,7 @@ def sandbox_folder(mode: str):
     """(folder, uid) for one sandboxed process: a fresh uid and a private folder for its sockets (as root a
     small file system of its own, so nothing else can grow there); both go when the block ends."""
     uid, lock = claim_uid(mode)
-    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{run_id() or 'none'}-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{lifetime.run_id() or 'none'}-"))
     try:
         if mode == ROOT:
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=4m,mode=700,uid={uid},gid={uid}", "tmpfs", str(folder)],
