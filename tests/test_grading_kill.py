@@ -7,9 +7,11 @@ environment: none may be alive 5 s after the signal. (A killed worker: test_grad
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from batchcourse import grading
+from batchcourse.grading import sandbox
 from batchcourse.grading.lifetime import RUN_VARIABLE, processes_of_run
 from batchcourse.paths import REPO_ROOT
 from test_grading_day import A, HALF_WRONG, cli_run, notebooks, released_course
@@ -99,6 +102,14 @@ def check_consistent(root: Path) -> None:
         assert totals.get(student) == TOTALS[student], f"{student} has {totals.get(student)} points"
 
 
+def remove_sandbox_folders(run: str) -> None:
+    """What the sandboxes of a run killed outright leave (the next run of their user removes it otherwise)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{sandbox.FOLDER_PREFIX}{run}-*"):
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        sandbox.remove_control_groups(folder.name)
+
+
 def kill_mid_run(root: Path, signum: int, user=None, workers: bool = True) -> float:
     run = f"test{uuid.uuid4().hex[:8]}"
     top = start_grading(root, run, user)
@@ -112,6 +123,7 @@ def kill_mid_run(root: Path, signum: int, user=None, workers: bool = True) -> fl
     print(f"{signal.Signals(signum).name}{' (as a normal user)' if user else ''}: no process of the run left "
           f"after {seconds:.2f} s")
     assert not left, f"alive {GONE_SECONDS} s after {signal.Signals(signum).name}: {left}"
+    remove_sandbox_folders(run)
     if signum != signal.SIGKILL:
         assert top.returncode == 128 + signum
         assert "GRADING STOPPED" in (root.parent / f"grade-{run}.log").read_text()

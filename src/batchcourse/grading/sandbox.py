@@ -59,7 +59,7 @@ KERNEL_USER_BASE = 200000
 KERNEL_USERS = 100000
 ROOT, USER_NAMESPACE = "root", "user namespace"
 NAMESPACES = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc"]
-FOLDER_PREFIX = "batchcourse-kernel-"
+FOLDER_PREFIX = "batchcourse-sandbox-"  # then the run's id, "-" and mkdtemp's letters
 
 
 class SandboxUnavailable(RuntimeError):
@@ -226,7 +226,7 @@ def remove_folders_of_ended_runs() -> list[Path]:
 
     removed = []
     for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
-        run = folder.name[len(FOLDER_PREFIX):].split("-")[0]
+        run = folder.name[len(FOLDER_PREFIX):].rsplit("-", 1)[0]
         if run == "none" or folder.is_symlink() or not ours(folder) or lifetime.run_alive(run):
             continue
         if os.geteuid() == 0:
