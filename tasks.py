@@ -30,6 +30,7 @@ active environment instead of .venv/, and nothing is installed.
 import hashlib
 import os
 import platform
+import signal
 import subprocess
 import sys
 import venv
@@ -158,6 +159,19 @@ def build_wheel(python: Path) -> int:
     return code
 
 
+def ends_with_parent(parent: int):
+    """For a task's process: it gets SIGTERM when this process ends, however (a time limit, a closed terminal)."""
+
+    def set_parent_death_signal() -> None:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return set_parent_death_signal
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in TASKS:
         print(__doc__)
@@ -169,7 +183,13 @@ def main(argv: list[str]) -> int:
         return build_wheel(python)
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(ROOT / "autograde"), JUPYTER_PLATFORM_DIRS="1",
                PATH=os.pathsep.join([str(python.parent), os.environ.get("PATH", "")]))
-    return subprocess.call([str(python), "-m", "batchcourse.cli", *argv], cwd=ROOT, env=env)
+    with subprocess.Popen([str(python), "-m", "batchcourse.cli", *argv], cwd=ROOT, env=env,
+                          preexec_fn=ends_with_parent(os.getpid()) if sys.platform == "linux" else None) as task:
+        try:
+            return task.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the task too; `kill -INT` of this process did not
+            task.send_signal(signal.SIGINT)
+            return task.wait()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ One Canvas-style download of 00_orientation (a correct, a half-correct, a late b
 another assignment's and a non-notebook file) is graded once in a scratch course and shared by the tests.
 """
 
-import contextlib
 import csv
 import os
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from batchcourse import cli, grading
-from batchcourse.grading import instructor, lms
+from batchcourse.grading import instructor, lifetime, lms
 from batchcourse.grading.feedback import path_scrubber
 from batchcourse.paths import REPO_ROOT, SOLUTIONS_DIR
 
@@ -352,9 +351,17 @@ def descendants(pid: int) -> list[int]:
     return children + [d for child in children for d in descendants(child)]
 
 
-def crash_grader_of(student: str, root: Path) -> threading.Thread:
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not: it only waits for its parent to collect it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def crash_grader_of(student: str, root: Path, outcome: dict) -> threading.Thread:
     """Kill (SIGKILL) the nbgrader process grading `student` in `root` once it has started writing its output,
-    with the sandbox it started, as a crash would."""
+    as a crash would; `outcome["left"]` gets the processes it had started that are alive 5 s later."""
     marker, folder = f"--student={student}", root / "autograde" / "autograded" / student / A
 
     def watch() -> None:
@@ -369,9 +376,12 @@ def crash_grader_of(student: str, root: Path) -> threading.Thread:
                     while not folder.exists() and time.monotonic() < deadline:
                         time.sleep(0.05)
                     pid = int(proc.name)
-                    for process in [pid, *descendants(pid)]:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(process, signal.SIGKILL)
+                    started = descendants(pid)
+                    os.kill(pid, signal.SIGKILL)
+                    deadline = time.monotonic() + 5
+                    while (left := [p for p in started if alive(p)]) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    outcome["left"] = left
                     return
             time.sleep(0.05)
 
@@ -394,9 +404,13 @@ def serial_points(tmp_path_factory):
 @pytest.mark.notebooks
 def test_two_workers_give_the_serial_scores_and_a_crash_costs_only_its_own_grade(tmp_path, serial_points):
     root = batch_course(tmp_path, extra_students=("carl",))
-    watcher = crash_grader_of("carl", root)
-    result = cli_run("grade", "--workers", "2", "--course-root", str(root), A)
-    watcher.join(timeout=5)
+    crash = {}
+    watcher = crash_grader_of("carl", root, crash)
+    run = f"crash{os.getpid()}"
+    result = cli_run("grade", "--workers", "2", "--course-root", str(root), A, **{lifetime.RUN_VARIABLE: run})
+    watcher.join(timeout=10)
+    assert crash.get("left") == [], f"the killed grader's sandbox outlived it: {crash}"
+    assert not lifetime.processes_of_run(run), "processes of the grading run outlived it"
     out = result.stdout
     assert result.returncode == instructor.EXIT_NOT_ALL_GRADED, out + result.stderr
     assert "NOT GRADED  carl: its grader process was killed (signal 9)" in out

@@ -71,14 +71,22 @@ def release(args) -> int:
 
 
 def grade(args) -> int:
-    from .grading import instructor, parallel
+    from .grading import instructor, lifetime, parallel, sandbox
 
     try:
         part = parallel.parse_slice(args.slice) if args.slice else None
     except ValueError as problem:
         print(problem)
         return 2
-    return instructor.grade(*course(args), args.assignments, collect=args.zip, workers=args.workers, part=part)
+    with lifetime.grading_run():
+        sandbox.remove_folders_of_ended_runs()  # those of runs stopped before: their graders could not
+        try:
+            return instructor.grade(*course(args), args.assignments, collect=args.zip, workers=args.workers, part=part)
+        except lifetime.GradingStoppedBySignal as stop:
+            print(f"\nGRADING STOPPED by {stop}: every process of this grading run was ended. Submissions graded "
+                  "before keep their scores; those listed as NOT graded have none. Run grade again to grade them.",
+                  flush=True)
+            lifetime.end_now(128 + stop.signum)
 
 
 def feedback(args) -> int:

@@ -50,11 +50,15 @@ def ensure_exchange(root: Path = REPO_ROOT) -> None:
 
 def run_nbgrader(*args: str, root: Path = REPO_ROOT, db_url: str | None = None,
                  capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
-    """Run an nbgrader command on the course at `root`; unless `check` is False, raise with its output if it fails."""
-    command = [
+    """Run an nbgrader command on the course at `root`; unless `check` is False, raise with its output if it fails.
+
+    The nbgrader process is killed when the thread that runs it ends (lifetime.py)."""
+    from .lifetime import dies_with_parent
+
+    command = dies_with_parent([
         sys.executable, "-m", "nbgrader", *args,
         f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url={db_url or default_db_url(root)}",
-    ]
+    ])
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(AUTOGRADE_DIR), JUPYTER_PLATFORM_DIRS="1",
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     result = subprocess.run(command, cwd=root, env=env, text=True,
@@ -88,10 +92,24 @@ def autograde(assignment: str, root: Path = REPO_ROOT, db_url: str | None = None
 
 
 def ungraded(assignment: str, root: Path = REPO_ROOT) -> list[str]:
-    """Students with a submission but no autograded notebook."""
+    """Students with a submission but no autograded notebook, or whose grading was cut short."""
     submitted = {p.parts[-2] for p in (root / "autograde" / "submitted").glob(f"*/{assignment}")}
     graded = {p.parts[-2] for p in (root / "autograde" / "autograded").glob(f"*/{assignment}")}
-    return sorted(submitted - graded)
+    return sorted(submitted - graded | submitted & set(interrupted(assignment, root)))
+
+
+def grading_mark(assignment: str, root: Path, student: str) -> Path:
+    """Where `tasks.py grade` notes, with the run's id, that it is grading `student`'s submission."""
+    return root / "autograde" / "in_progress" / assignment / student
+
+
+def interrupted(assignment: str, root: Path = REPO_ROOT) -> list[str]:
+    """Students whose grading was cut short: their grading run ended (was killed outright) before it finished
+    them. nbgrader writes the autograded notebook before it runs it, so such a notebook is no grade."""
+    from .lifetime import run_alive
+
+    marks = (root / "autograde" / "in_progress" / assignment).glob("*")
+    return sorted(mark.name for mark in marks if not run_alive(mark.read_text().strip() or "none"))
 
 
 def nbgrader_cause(output: str, student: str) -> str:

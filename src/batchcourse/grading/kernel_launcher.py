@@ -174,7 +174,7 @@ def main(settings: dict, connection_file: str) -> None:
     drop_privileges(uid, mode)
     os.chdir(home)
     env = {key: value for key, value in os.environ.items()
-           if key.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_"))}
+           if key.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_", "BATCHCOURSE_GRADING_RUN"))}
     env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
                MPLBACKEND="module://matplotlib_inline.backend_inline", TMPDIR=str(home))
     command = settings.get("command") or [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import grading
+from . import lifetime
 from .trusted_execute import shared_test_processes
 
 SQLITE_BUSY_SECONDS = 120
@@ -59,7 +60,29 @@ def graded_notebook(assignment: str, root: Path, student: str) -> Path:
 
 
 def grade_student(assignment: str, root: Path, db_url: str, student: str) -> str | None:
-    """Autograde one student's submission in its own nbgrader process; None when graded, else why not."""
+    """Autograde one student's submission in its own nbgrader process; None when graded, else why not.
+
+    While it runs, a mark says so (grading.grading_mark): when the whole run is killed, the next one knows
+    that this student's autograded notebook, if any, is not a grade."""
+    mark = grading.grading_mark(assignment, root, student)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text(lifetime.run_id())
+    try:
+        return _grade_student(assignment, root, db_url, student)
+    finally:
+        mark.unlink(missing_ok=True)
+
+
+def forget_interrupted(assignment: str, root: Path, part: tuple[int, int] | None = None) -> list[str]:
+    """Remove what a killed run half-wrote for the students it was grading; returns those students."""
+    students = [s for s in grading.interrupted(assignment, root) if in_slice(s, part)]
+    for student in students:
+        shutil.rmtree(graded_notebook(assignment, root, student).parent, ignore_errors=True)
+        grading.grading_mark(assignment, root, student).unlink(missing_ok=True)
+    return students
+
+
+def _grade_student(assignment: str, root: Path, db_url: str, student: str) -> str | None:
     try:
         run = grading.run_nbgrader("autograde", assignment, "--force", f"--student={glob.escape(student)}",
                                    root=root, db_url=worker_db_url(db_url), capture=True, check=False)
@@ -138,11 +161,17 @@ def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = No
     """Autograde every submission of `assignment` (or those of one slice), `workers` at a time.
 
     Returns student -> why, for the submissions that could not be graded."""
+    lifetime.start_run()
+    for student in forget_interrupted(assignment, root, part):
+        print(f"  {student}: a grading run that was stopped did not finish this submission; it is graded again",
+              file=stream or sys.stdout, flush=True)
     students = submitted_students(assignment, root, part)
     workers = max(1, min(workers or default_workers(), len(students) or 1))
     progress = Progress(assignment, len(students), workers, stream)
 
     def grade_one(student: str) -> str | None:
+        if lifetime.stopping:
+            return "grading was stopped before this submission"
         progress.started(student)
         start = time.monotonic()
         cause = grade_student(assignment, root, db_url, student)

@@ -4,8 +4,8 @@ nbgrader runs student code in a kernel with the grader's permissions. `Sandboxed
 replaces nbgrader's Execute step: nbgrader still restores the test cells before, and scores and
 writes the gradebook after, but the kernel it talks to starts inside `sandbox_argv(...)`:
 
-    unshare [--user --map-root-user] --mount --net --pid --ipc --fork --mount-proc --kill-child
-            python -m batchcourse.grading.kernel_launcher
+    setpriv --pdeathsig=KILL unshare [--user --map-root-user] --mount --net --pid --ipc --fork --mount-proc
+            --kill-child python -m batchcourse.grading.kernel_launcher
       (root in new namespaces)  covers solutions/, tests/, autograde/ (gradebook and other submissions),
                                 .git, the repository's parent folder, /tmp, /run, /dev/shm, /var/tmp, /root
                                 and /home with empty file systems of its own; mounts back only Python, the
@@ -21,10 +21,11 @@ user outside its namespaces (README.md, "Grading", says what this weakens).
 The kernel talks to nbgrader over Unix sockets in a private folder (not TCP), so it needs no
 network: its network namespace has none. It cannot read the hidden files, write outside its own
 folders, reach the network, see, signal or trace any process outside (PID namespace), reach another
-sandbox's System V IPC objects or POSIX message queues (IPC namespace), or outlive grading (its PID
-and IPC namespaces end with it). A wall-clock limit per submission kills it from outside. Limits
-that were hit are written into the notebook's metadata for the tamper report, and the test cells
-that did not run fail with a sentence that says why.
+sandbox's System V IPC objects or POSIX message queues (IPC namespace), or outlive grading: `unshare`
+dies with the grader's process, the kernel with `unshare` (parent-death signals, see lifetime.py), and
+everything the kernel started with the kernel (its PID and IPC namespaces end with it). A wall-clock
+limit per submission kills it from outside. Limits that were hit are written into the notebook's
+metadata for the tamper report, and the test cells that did not run fail with a sentence that says why.
 """
 
 import contextlib
@@ -49,7 +50,8 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
-from . import is_test_cell
+from . import is_test_cell, lifetime
+from .lifetime import dies_with_parent
 from .trusted_execute import TrustedTests
 
 METADATA_KEY = "batchcourse_grading"
@@ -57,6 +59,7 @@ KERNEL_USER_BASE = 200000
 KERNEL_USERS = 100000
 ROOT, USER_NAMESPACE = "root", "user namespace"
 NAMESPACES = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc"]
+FOLDER_PREFIX = "batchcourse-sandbox-"  # then the run's id, "-" and mkdtemp's letters
 
 
 class SandboxUnavailable(RuntimeError):
@@ -94,8 +97,8 @@ def sandbox_mode() -> tuple[str | None, str | None]:
     """(ROOT or USER_NAMESPACE, None) when the sandbox can be made here; otherwise (None, the reason why not)."""
     if sys.platform != "linux":
         return None, "the sandbox is made of Linux namespaces, and this is not Linux"
-    if not shutil.which("unshare") or not shutil.which("mount"):
-        return None, "the commands unshare and mount (util-linux) are needed"
+    if not all(shutil.which(command) for command in ("unshare", "setpriv", "mount")):
+        return None, "the commands unshare, setpriv and mount (util-linux) are needed"
     if os.geteuid() == 0:
         probe = subprocess.run(["unshare", *NAMESPACES, "true"], capture_output=True, text=True)
         return (ROOT, None) if probe.returncode == 0 else (None, f"unshare failed: {probe.stderr.strip()}")
@@ -163,12 +166,13 @@ def sandbox_argv(mode: str, folder: Path, uid: int, memory_mb: int = 4096, max_p
                  command: list[str] | None = None) -> list[str]:
     """The command that runs `command` isolated (see the module docstring), as `uid`, with `folder` its only
     folder shared with the grader; append the connection file's path. `command` defaults to an ipykernel;
-    "{connection_file}" in it becomes the private copy of that file."""
+    "{connection_file}" in it becomes the private copy of that file. The sandbox ends when the thread that
+    started it does (lifetime.py)."""
     settings = {"folder": str(folder), "uid": uid, "mode": mode, "memory_mb": memory_mb,
                 "max_processes": max_processes, "command": command}
     user = ["--user", "--map-root-user"] if mode == USER_NAMESPACE else []
-    return ["unshare", *user, *NAMESPACES, "--kill-child", sys.executable, "-m", "batchcourse.grading.kernel_launcher",
-            json.dumps(settings)]
+    return dies_with_parent(["unshare", *user, *NAMESPACES, "--kill-child", sys.executable, "-m",
+                             "batchcourse.grading.kernel_launcher", json.dumps(settings)])
 
 
 @contextlib.contextmanager
@@ -176,7 +180,7 @@ def sandbox_folder(mode: str):
     """(folder, uid) for one sandboxed process: a fresh uid and a private folder for its sockets (as root a
     small file system of its own, so nothing else can grow there); both go when the block ends."""
     uid, lock = claim_uid(mode)
-    folder = Path(tempfile.mkdtemp(prefix="batchcourse-kernel-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{lifetime.run_id() or 'none'}-"))
     try:
         if mode == ROOT:
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=4m,mode=700,uid={uid},gid={uid}", "tmpfs", str(folder)],
@@ -211,6 +215,26 @@ def remove_control_groups(name: str) -> None:
                 break
             except OSError:
                 time.sleep(0.1)
+
+
+def remove_folders_of_ended_runs() -> list[Path]:
+    """Remove what sandboxes of grading runs that have ended left behind (a grader killed outright cannot
+    unmount its sandbox's folder or remove its control groups); returns the folders removed."""
+    def ours(folder: Path) -> bool:
+        owner = folder.lstat().st_uid
+        return owner == os.getuid() or (os.geteuid() == 0 and 0 <= owner - KERNEL_USER_BASE < KERNEL_USERS)
+
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        run = folder.name[len(FOLDER_PREFIX):].rsplit("-", 1)[0]
+        if run == "none" or folder.is_symlink() or not ours(folder) or lifetime.run_alive(run):
+            continue
+        if os.geteuid() == 0:
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+            remove_control_groups(folder.name)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def kill_sandbox(km) -> None:

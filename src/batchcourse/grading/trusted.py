@@ -17,6 +17,7 @@ import builtins
 import contextlib
 import io
 import json
+import os
 import socketserver
 import struct
 import sys
@@ -27,6 +28,7 @@ import torch
 
 from .. import checks
 from . import student_side, wire
+from .lifetime import die_with_parent
 
 TEST_MODULE = "__batchcourse_test__"
 REFUSED_EXCEPTIONS = (StopIteration, StopAsyncIteration, GeneratorExit, KeyboardInterrupt, SystemExit)
@@ -450,6 +452,10 @@ class _Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 
     block_on_close = False
 
+    def finish_request(self, request, client_address):
+        die_with_parent(self.pid)
+        super().finish_request(request, client_address)
+
 
 def serve(socket_path: str) -> None:
     """Load torch and the checks once, then fork a fresh process for every test cell the grader sends."""
@@ -462,6 +468,7 @@ def serve(socket_path: str) -> None:
 
     sys.stdout = sys.stderr
     with _Server(socket_path, _Handler) as server:
+        server.pid = os.getpid()
         print("ready", file=sys.stderr, flush=True)
         server.serve_forever()
 

@@ -26,6 +26,7 @@ from nbclient.exceptions import DeadKernelError
 from traitlets import Bool, HasTraits, Integer
 
 from . import is_test_cell
+from .lifetime import RUN_VARIABLE, dies_with_parent
 from .student_side import MIME
 
 TRUSTED_USER = 199999
@@ -114,7 +115,8 @@ class SharedTestProcesses:
 
 class TestProcesses(SharedTestProcesses):
     """The grader's source of test processes: a clean process with torch loaded, under a user of its own and
-    without network, that forks one process per test cell. One per grading process, started on first use."""
+    without network, that forks one process per test cell. One per grading process, started on first use;
+    it and the processes it forks are killed when the thread that started it ends."""
 
     def __init__(self, startup_seconds: int):
         self.folder = Path(tempfile.mkdtemp(prefix="batchcourse-tests-"))
@@ -125,8 +127,9 @@ class TestProcesses(SharedTestProcesses):
             command = ["unshare", "--net", "--ipc", "setpriv", f"--reuid={TRUSTED_USER}", f"--regid={TRUSTED_USER}",
                        "--clear-groups", "--pdeathsig=KILL", *command]
         elif shutil.which("unshare") and subprocess.run(USER_NAMESPACE + ["true"], capture_output=True).returncode == 0:
-            command = [*USER_NAMESPACE, *command]
-        env = {k: v for k, v in os.environ.items() if k.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_"))}
+            command = [*USER_NAMESPACE, *dies_with_parent(command)]
+        env = {k: v for k, v in os.environ.items()
+               if k.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_", RUN_VARIABLE))}
         env.update(HOME=str(self.folder), TMPDIR=str(self.folder), MPLCONFIGDIR=str(self.folder), MPLBACKEND="Agg")
         self.log = open(self.folder / "log.txt", "w+")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
