@@ -166,7 +166,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = (1 - a) * running_mean + a * x.mean(dim=dims)
     var = (1 - a) * running_var + a * x.var(dim=dims)
     return mean, var, num_batches_tracked + 1
-""", "test_update_running_stats_values", "only"),
+""", "test_update_running_stats_values"),
         ("uses the old count for momentum=None", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     dims = [0] + list(range(2, x.dim()))
@@ -174,7 +174,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = (1 - a) * running_mean + a * x.mean(dim=dims)
     var = (1 - a) * running_var + a * x.var(dim=dims)
     return mean, var, num_batches_tracked + 1
-""", "test_update_running_stats_values", "only"),
+""", "test_update_running_stats_values"),
         ("averages over the dims of a 4-D input only", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     n = num_batches_tracked + 1
@@ -241,7 +241,7 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
     return y
 """, "test_batch_norm_eval_values", "only"),
         ("reshapes the statistics for 4-D input only", edited(PLAIN_EVAL, 
-            ("shape = [1, -1] + [1] * (x.dim() - 2)", "shape = [1, -1, 1, 1]")), "test_batch_norm_eval_shapes", "only"),
+            ("shape = [1, -1] + [1] * (x.dim() - 2)", "shape = [1, -1, 1, 1]")), "test_batch_norm_eval_shapes"),
         ("swaps weight and bias", edited(PLAIN_EVAL, 
             ("y = y * weight.reshape(shape)", "y = y + weight.reshape(shape)"),
             ("y = y + bias.reshape(shape)", "y = y * bias.reshape(shape)")), "test_batch_norm_eval_values"),
@@ -484,7 +484,7 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, training in modes.items():
         m.training = training
     return model
-""", "test_recalibrate_bn_values", "only"),
+""", "test_recalibrate_bn_values"),
         ("leaves the model in train mode", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -546,7 +546,7 @@ def recalibrate_bn(model, loader, num_batches=None):
         m.training = training
     return model
 """, "test_recalibrate_bn_no_grad", "only"),
-        ("uses one batch too many", edited(PLAIN_RECALIBRATE, ("index >= num_batches", "index > num_batches")), "test_recalibrate_bn_values", "only"),
+        ("uses one batch too many", edited(PLAIN_RECALIBRATE, ("index >= num_batches", "index > num_batches")), "test_recalibrate_bn_values"),
         ("recalibrates nn.BatchNorm2d layers only", edited(PLAIN_RECALIBRATE, 
             ("isinstance(m, nn.modules.batchnorm._BatchNorm)", "isinstance(m, nn.BatchNorm2d)")), "test_recalibrate_bn_values"),
         ("weighs each batch by its size (right only when all batches have the same size)", """
@@ -706,7 +706,7 @@ def fold_batchnorm(conv, bn):
             ("conv.weight * scale.reshape(-1, 1, 1, 1)", "conv.weight * scale")), "test_fold_batchnorm_values"),
         ("drops the BatchNorm shift when the convolution has no bias", edited(PLAIN_FOLD, 
             ("fused.bias = nn.Parameter(conv_bias * scale + shift)",
-             "fused.bias = nn.Parameter(conv_bias * scale + shift) if conv.bias is not None else None")), ("test_fold_batchnorm_values", "test_fold_batchnorm_train_mode_conv"), "only"),
+             "fused.bias = nn.Parameter(conv_bias * scale + shift) if conv.bias is not None else None")), ("test_fold_batchnorm_values", "test_fold_batchnorm_train_mode_conv")),
         ("calls torch's fuse_conv_bn_eval, which refuses a conv in train mode", """
 def fold_batchnorm(conv, bn):
     return torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
