@@ -132,7 +132,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = (1 - a) * running_mean + a * x.mean(dim=dims)
     var = (1 - a) * running_var + a * x.var(dim=dims, unbiased=False)
     return mean, var, n
-"""),
+""", "test_update_running_stats_values"),
         ("weighs the old value with momentum (the Keras way)", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     dims = [0] + list(range(2, x.dim()))
@@ -141,7 +141,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = a * running_mean + (1 - a) * x.mean(dim=dims)
     var = a * running_var + (1 - a) * x.var(dim=dims)
     return mean, var, n
-"""),
+""", "test_update_running_stats_values"),
         ("forgets to count the batch in num_batches_tracked", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     dims = [0] + list(range(2, x.dim()))
@@ -149,7 +149,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = (1 - a) * running_mean + a * x.mean(dim=dims)
     var = (1 - a) * running_var + a * x.var(dim=dims)
     return mean, var, num_batches_tracked
-"""),
+""", "test_update_running_stats_values"),
         ("updates the input tensors in place", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     dims = [0] + list(range(2, x.dim()))
@@ -158,7 +158,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     running_mean.mul_(1 - a).add_(a * x.mean(dim=dims))
     running_var.mul_(1 - a).add_(a * x.var(dim=dims))
     return running_mean, running_var, num_batches_tracked
-"""),
+""", "test_update_running_stats_inputs", "only"),
         ("treats momentum=None as the default 0.1", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     dims = [0] + list(range(2, x.dim()))
@@ -166,7 +166,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = (1 - a) * running_mean + a * x.mean(dim=dims)
     var = (1 - a) * running_var + a * x.var(dim=dims)
     return mean, var, num_batches_tracked + 1
-"""),
+""", "test_update_running_stats_values"),
         ("uses the old count for momentum=None", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     dims = [0] + list(range(2, x.dim()))
@@ -174,7 +174,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = (1 - a) * running_mean + a * x.mean(dim=dims)
     var = (1 - a) * running_var + a * x.var(dim=dims)
     return mean, var, num_batches_tracked + 1
-"""),
+""", "test_update_running_stats_values"),
         ("averages over the dims of a 4-D input only", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     n = num_batches_tracked + 1
@@ -182,14 +182,14 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     mean = (1 - a) * running_mean + a * x.mean(dim=(0, 2, 3))
     var = (1 - a) * running_var + a * x.var(dim=(0, 2, 3))
     return mean, var, n
-"""),
+""", "test_update_running_stats_values"),
         ("takes the statistics of x.reshape(C, -1) (right only for a batch of one)", edited(PLAIN_UPDATE, 
-            ("    dims = [0] + list(range(2, x.dim()))\n", "    dims = 1\n    x = x.reshape(x.shape[1], -1)\n"))),
+            ("    dims = [0] + list(range(2, x.dim()))\n", "    dims = 1\n    x = x.reshape(x.shape[1], -1)\n")), "test_update_running_stats_values"),
         ("drops the channel axis when there is one channel", edited(PLAIN_UPDATE, 
-            ("return mean, var, n", "return mean.squeeze(), var.squeeze(), n"))),
+            ("return mean, var, n", "return mean.squeeze(), var.squeeze(), n")), "test_update_running_stats_values", "only"),
         ("makes the variance unbiased with the batch size, not the count per channel (right only for 2-D input)", edited(
-            PLAIN_UPDATE, ("a * x.var(dim=dims)", "a * x.var(dim=dims, unbiased=False) * len(x) / (len(x) - 1)"))),
-        ("uses Keras' default momentum 0.01", edited(PLAIN_UPDATE, ("momentum=0.1):", "momentum=0.01):"))),
+            PLAIN_UPDATE, ("a * x.var(dim=dims)", "a * x.var(dim=dims, unbiased=False) * len(x) / (len(x) - 1)")), "test_update_running_stats_values"),
+        ("uses Keras' default momentum 0.01", edited(PLAIN_UPDATE, ("momentum=0.1):", "momentum=0.01):")), "test_update_running_stats_default"),
     ],
     "batch_norm_eval": [
         ("normalizes with the batch's statistics", """
@@ -200,7 +200,7 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
     if weight is not None:
         y = y * weight.reshape(shape)
     return y if bias is None else y + bias.reshape(shape)
-"""),
+""", "test_batch_norm_eval_values"),
         ("forgets eps", """
 def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     shape = [1, -1] + [1] * (x.dim() - 2)
@@ -208,7 +208,7 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
     if weight is not None:
         y = y * weight.reshape(shape)
     return y if bias is None else y + bias.reshape(shape)
-"""),
+""", "test_batch_norm_eval_values"),
         ("adds eps outside the square root", """
 def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     shape = [1, -1] + [1] * (x.dim() - 2)
@@ -216,7 +216,7 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
     if weight is not None:
         y = y * weight.reshape(shape)
     return y if bias is None else y + bias.reshape(shape)
-"""),
+""", "test_batch_norm_eval_values"),
         ("divides by the variance instead of the standard deviation", """
 def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     shape = [1, -1] + [1] * (x.dim() - 2)
@@ -224,14 +224,14 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
     if weight is not None:
         y = y * weight.reshape(shape)
     return y if bias is None else y + bias.reshape(shape)
-"""),
+""", "test_batch_norm_eval_values"),
         ("broadcasts the statistics over the last dimension", """
 def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     y = (x - running_mean) / torch.sqrt(running_var + eps)
     if weight is not None:
         y = y * weight
     return y if bias is None else y + bias
-"""),
+""", ("test_batch_norm_eval_values", "test_batch_norm_eval_shapes")),
         ("adds the bias only together with the weight", """
 def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     shape = [1, -1] + [1] * (x.dim() - 2)
@@ -239,13 +239,16 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
     if weight is not None:
         y = y * weight.reshape(shape) + (0 if bias is None else bias.reshape(shape))
     return y
-"""),
+""", "test_batch_norm_eval_values", "only"),
         ("reshapes the statistics for 4-D input only", edited(PLAIN_EVAL, 
-            ("shape = [1, -1] + [1] * (x.dim() - 2)", "shape = [1, -1, 1, 1]"))),
+            ("shape = [1, -1] + [1] * (x.dim() - 2)", "shape = [1, -1, 1, 1]")), "test_batch_norm_eval_shapes"),
         ("swaps weight and bias", edited(PLAIN_EVAL, 
             ("y = y * weight.reshape(shape)", "y = y + weight.reshape(shape)"),
-            ("y = y + bias.reshape(shape)", "y = y * bias.reshape(shape)"))),
-        ("uses Keras' default epsilon 1e-3", edited(PLAIN_EVAL, ("eps=1e-5):", "eps=1e-3):"))),
+            ("y = y + bias.reshape(shape)", "y = y * bias.reshape(shape)")), "test_batch_norm_eval_values"),
+        ("uses Keras' default epsilon 1e-3", edited(PLAIN_EVAL, ("eps=1e-5):", "eps=1e-3):")), "test_batch_norm_eval_defaults"),
+        ("normalizes x in place (right values, but the caller's x is changed)", edited(PLAIN_EVAL,
+            ("y = (x - running_mean.reshape(shape)) / torch.sqrt(running_var.reshape(shape) + eps)",
+             "y = x.sub_(running_mean.reshape(shape)).div_(torch.sqrt(running_var.reshape(shape) + eps))")), "test_batch_norm_eval_inputs", "only"),
     ],
     "BatchNorm2d": [
         ("calls torch's batch_norm", """
@@ -281,23 +284,23 @@ class BatchNorm2d(nn.Module):
         return F.batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
                             self.running_var if not self.training or self.track_running_stats else None,
                             self.weight, self.bias, use_batch, a, self.eps)
-"""),
-        ("stores the biased batch variance in running_var", edited(PLAIN_BATCHNORM2D, ("var * n / (n - 1), a", "var, a"))),
+""", ("test_BatchNorm2d_outputs", "test_BatchNorm2d_gradient")),
+        ("stores the biased batch variance in running_var", edited(PLAIN_BATCHNORM2D, ("var * n / (n - 1), a", "var, a")), "test_BatchNorm2d_buffers"),
         ("normalizes with the unbiased batch variance", edited(PLAIN_BATCHNORM2D, 
-            ("x.var(dim=(0, 2, 3), unbiased=False)", "x.var(dim=(0, 2, 3))"), ("var * n / (n - 1), a", "var, a"))),
+            ("x.var(dim=(0, 2, 3), unbiased=False)", "x.var(dim=(0, 2, 3))"), ("var * n / (n - 1), a", "var, a")), "test_BatchNorm2d_outputs"),
         ("uses the batch statistics in eval mode too", edited(PLAIN_BATCHNORM2D, 
-            ("if self.training or not self.track_running_stats:", "if True:  # batch statistics in every mode"))),
+            ("if self.training or not self.track_running_stats:", "if True:  # batch statistics in every mode")), "test_BatchNorm2d_outputs"),
         ("keeps running statistics when track_running_stats=False", edited(PLAIN_BATCHNORM2D, 
             ("        if track_running_stats:\n", "        if True:  # buffers even without track_running_stats\n"),
             ("if self.training or not self.track_running_stats:", "if self.training:"),
-            ("if self.training and self.track_running_stats:", "if self.training:"))),
+            ("if self.training and self.track_running_stats:", "if self.training:")), "test_BatchNorm2d_state"),
         ("records the running statistics in the autograd graph", edited(PLAIN_BATCHNORM2D, 
             ("                with torch.no_grad():\n", "                if True:  # no torch.no_grad()\n"),
             ("self.running_mean.lerp_(mean, a)", "self.running_mean = (1 - a) * self.running_mean + a * mean"),
-            ("self.running_var.lerp_(var * n / (n - 1), a)", "self.running_var = (1 - a) * self.running_var + a * var * n / (n - 1)"))),
+            ("self.running_var.lerp_(var * n / (n - 1), a)", "self.running_var = (1 - a) * self.running_var + a * var * n / (n - 1)")), "test_BatchNorm2d_buffers"),
         ("detaches the batch statistics, so the gradient is wrong", edited(PLAIN_BATCHNORM2D, 
             ("mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)",
-             "mean, var = x.detach().mean(dim=(0, 2, 3)), x.detach().var(dim=(0, 2, 3), unbiased=False)"))),
+             "mean, var = x.detach().mean(dim=(0, 2, 3)), x.detach().var(dim=(0, 2, 3), unbiased=False)")), "test_BatchNorm2d_gradient", "only"),
         ("accepts input of any number of dimensions", edited(PLAIN_BATCHNORM2D, 
             ("        if x.dim() != 4:\n            raise ValueError(\"expected 4D input\")\n",
              "        dims = [0] + list(range(2, x.dim()))\n        shape = [1, -1] + [1] * (x.dim() - 2)\n"),
@@ -305,22 +308,24 @@ class BatchNorm2d(nn.Module):
             ("(x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)",
              "(x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)"),
             ("y * self.weight[None, :, None, None] + self.bias[None, :, None, None]",
-             "y * self.weight.reshape(shape) + self.bias.reshape(shape)"))),
+             "y * self.weight.reshape(shape) + self.bias.reshape(shape)")), "test_BatchNorm2d_errors", "only"),
         ("uses momentum 0.1 when momentum is None", edited(PLAIN_BATCHNORM2D, 
-            ("a = 1.0 / self.num_batches_tracked.item() if self.momentum is None", "a = 0.1 if self.momentum is None"))),
+            ("a = 1.0 / self.num_batches_tracked.item() if self.momentum is None", "a = 0.1 if self.momentum is None")), "test_BatchNorm2d_buffers", "only"),
         ("makes running_var unbiased with the batch size, not the count per channel", edited(PLAIN_BATCHNORM2D, 
-            ("var * n / (n - 1), a", "var * len(x) / max(len(x) - 1, 1), a"))),
+            ("var * n / (n - 1), a", "var * len(x) / max(len(x) - 1, 1), a")), "test_BatchNorm2d_buffers"),
         ("counts eval-mode calls in num_batches_tracked", edited(PLAIN_BATCHNORM2D, 
             ("        else:\n            mean, var = self.running_mean, self.running_var\n",
-             "        else:\n            self.num_batches_tracked += 1\n            mean, var = self.running_mean, self.running_var\n"))),
-        ("refuses a batch of one sample in train mode", edited(PLAIN_BATCHNORM2D, ("if n < 2:", "if len(x) < 2:"))),
+             "        else:\n            self.num_batches_tracked += 1\n            mean, var = self.running_mean, self.running_var\n")), "test_BatchNorm2d_buffers", "only"),
+        ("refuses a batch of one sample in train mode", edited(PLAIN_BATCHNORM2D, ("if n < 2:", "if len(x) < 2:")), "test_BatchNorm2d_outputs"),
         ("adds eps outside the square root", edited(PLAIN_BATCHNORM2D, 
-            ("torch.sqrt(var[None, :, None, None] + self.eps)", "(torch.sqrt(var[None, :, None, None]) + self.eps)"))),
+            ("torch.sqrt(var[None, :, None, None] + self.eps)", "(torch.sqrt(var[None, :, None, None]) + self.eps)")), "test_BatchNorm2d_outputs"),
         ("uses the old count for momentum=None", edited(PLAIN_BATCHNORM2D, 
-            ("a = 1.0 / self.num_batches_tracked.item() if", "a = 1.0 / max(self.num_batches_tracked.item() - 1, 1) if"))),
+            ("a = 1.0 / self.num_batches_tracked.item() if", "a = 1.0 / max(self.num_batches_tracked.item() - 1, 1) if")), "test_BatchNorm2d_buffers", "only"),
         ("takes the statistics of x.reshape(C, -1) (right only for a batch of one)", edited(PLAIN_BATCHNORM2D, 
             ("mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)",
-             "mean, var = x.reshape(x.shape[1], -1).mean(dim=1), x.reshape(x.shape[1], -1).var(dim=1, unbiased=False)"))),
+             "mean, var = x.reshape(x.shape[1], -1).mean(dim=1), x.reshape(x.shape[1], -1).var(dim=1, unbiased=False)")), "test_BatchNorm2d_outputs"),
+        ("raises TypeError for input that is not 4-D (right maths, wrong exception type)", edited(PLAIN_BATCHNORM2D,
+            ('raise ValueError("expected 4D input")', 'raise TypeError("expected 4D input")')), "test_BatchNorm2d_errors", "only"),
     ],
     "evaluate": [
         ("averages the accuracies of the batches", """
@@ -334,7 +339,7 @@ def evaluate(model, loader):
     for m, training in modes.items():
         m.training = training
     return sum(accuracies) / len(accuracies)
-"""),
+""", "test_evaluate_values"),
         ("uses torch.no_grad() but not eval mode", """
 def evaluate(model, loader):
     correct = total = 0
@@ -343,7 +348,7 @@ def evaluate(model, loader):
             correct += (model(images).argmax(dim=1) == labels).sum().item()
             total += len(labels)
     return correct / total
-"""),
+""", "test_evaluate_values"),
         ("switches to eval mode and leaves the model there", """
 def evaluate(model, loader):
     model.eval()
@@ -353,7 +358,7 @@ def evaluate(model, loader):
             correct += (model(images).argmax(dim=1) == labels).sum().item()
             total += len(labels)
     return correct / total
-"""),
+""", "test_evaluate_leaves_model"),
         ("restores only the top-level mode", """
 def evaluate(model, loader):
     was_training = model.training
@@ -365,7 +370,7 @@ def evaluate(model, loader):
             total += len(labels)
     model.train(was_training)
     return correct / total
-"""),
+""", "test_evaluate_leaves_model", "only"),
         ("builds the autograd graph", """
 def evaluate(model, loader):
     modes = {m: m.training for m in model.modules()}
@@ -377,7 +382,7 @@ def evaluate(model, loader):
     for m, training in modes.items():
         m.training = training
     return correct / total
-"""),
+""", "test_evaluate_no_grad", "only"),
         ("returns the number of correct predictions", """
 def evaluate(model, loader):
     modes = {m: m.training for m in model.modules()}
@@ -389,7 +394,7 @@ def evaluate(model, loader):
     for m, training in modes.items():
         m.training = training
     return float(correct)
-"""),
+""", "test_evaluate_values"),
         ("always puts the model back in train mode", """
 def evaluate(model, loader):
     model.eval()
@@ -400,14 +405,14 @@ def evaluate(model, loader):
             total += len(labels)
     model.train()
     return correct / total
-"""),
+""", "test_evaluate_leaves_model", "only"),
         ("divides by len(loader.dataset) (right only for a DataLoader)", edited(PLAIN_EVALUATE, 
-            ("return correct / total", "return correct / len(loader.dataset)"))),
+            ("return correct / total", "return correct / len(loader.dataset)")), "test_evaluate_values"),
         ("counts loader.batch_size samples per batch (right only when it divides the data set)", edited(PLAIN_EVALUATE, 
-            ("total += len(labels)", "total += getattr(loader, 'batch_size', None) or len(labels)"))),
+            ("total += len(labels)", "total += getattr(loader, 'batch_size', None) or len(labels)")), "test_evaluate_values"),
         ("turns off requires_grad instead of using torch.no_grad()", edited(PLAIN_EVALUATE, 
-            ("    with torch.no_grad():\n", "    model.requires_grad_(False)\n    if True:\n"))),
-        ("takes the argmax over the batch dimension", edited(PLAIN_EVALUATE, ("argmax(dim=1)", "argmax(dim=0)"))),
+            ("    with torch.no_grad():\n", "    model.requires_grad_(False)\n    if True:\n")), ("test_evaluate_no_grad", "test_evaluate_leaves_model")),
+        ("takes the argmax over the batch dimension", edited(PLAIN_EVALUATE, ("argmax(dim=1)", "argmax(dim=0)")), "test_evaluate_values"),
     ],
     "recalibrate_bn": [
         ("keeps the layers' momentum (an exponential average)", """
@@ -425,7 +430,7 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, training in modes.items():
         m.training = training
     return model
-"""),
+""", "test_recalibrate_bn_values"),
         ("leaves momentum at None", """
 def recalibrate_bn(model, loader, num_batches=None):
     modes = {m: m.training for m in model.modules()}
@@ -442,7 +447,7 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, training in modes.items():
         m.training = training
     return model
-"""),
+""", "test_recalibrate_bn_leaves_model"),
         ("does not reset the old statistics", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -461,7 +466,7 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, training in modes.items():
         m.training = training
     return model
-"""),
+""", "test_recalibrate_bn_values"),
         ("ignores num_batches", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -479,7 +484,7 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, training in modes.items():
         m.training = training
     return model
-"""),
+""", "test_recalibrate_bn_values"),
         ("leaves the model in train mode", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -496,12 +501,12 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, momentum in zip(layers, momenta):
         m.momentum = momentum
     return model
-"""),
+""", "test_recalibrate_bn_leaves_model"),
         ("calls torch.optim.swa_utils.update_bn", """
 def recalibrate_bn(model, loader, num_batches=None):
     torch.optim.swa_utils.update_bn(loader, model)
     return model
-"""),
+""", ("test_recalibrate_bn_values", "test_recalibrate_bn_leaves_model"), "only"),
         ("runs the batches in eval mode, so nothing is measured", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -521,7 +526,7 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, training in modes.items():
         m.training = training
     return model
-"""),
+""", "test_recalibrate_bn_values"),
         ("runs the batches with autograd enabled", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -540,10 +545,10 @@ def recalibrate_bn(model, loader, num_batches=None):
     for m, training in modes.items():
         m.training = training
     return model
-"""),
-        ("uses one batch too many", edited(PLAIN_RECALIBRATE, ("index >= num_batches", "index > num_batches"))),
+""", "test_recalibrate_bn_no_grad", "only"),
+        ("uses one batch too many", edited(PLAIN_RECALIBRATE, ("index >= num_batches", "index > num_batches")), "test_recalibrate_bn_values"),
         ("recalibrates nn.BatchNorm2d layers only", edited(PLAIN_RECALIBRATE, 
-            ("isinstance(m, nn.modules.batchnorm._BatchNorm)", "isinstance(m, nn.BatchNorm2d)"))),
+            ("isinstance(m, nn.modules.batchnorm._BatchNorm)", "isinstance(m, nn.BatchNorm2d)")), "test_recalibrate_bn_values"),
         ("weighs each batch by its size (right only when all batches have the same size)", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -572,37 +577,37 @@ def recalibrate_bn(model, loader, num_batches=None):
         layer.running_mean.copy_(sums[layer][0] / sums[layer][2])
         layer.running_var.copy_(sums[layer][1] / sums[layer][2])
     return model
-"""),
+""", "test_recalibrate_bn_values"),
     ],
     "torch_bn_kwargs_from_keras": [
         ("returns Keras' momentum unchanged", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return {"momentum": momentum, "eps": epsilon}
-"""),
+""", "test_torch_bn_kwargs_from_keras_values"),
         ("keeps torch's default eps", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return {"momentum": 1 - momentum, "eps": 1e-5}
-"""),
+""", "test_torch_bn_kwargs_from_keras_values"),
         ("names the key epsilon", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return {"momentum": 1 - momentum, "epsilon": epsilon}
-"""),
+""", "test_torch_bn_kwargs_from_keras_values"),
         ("hard-codes the defaults", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return {"momentum": 0.01, "eps": 0.001}
-"""),
+""", "test_torch_bn_kwargs_from_keras_values"),
         ("returns a tuple", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return (1 - momentum, epsilon)
-"""),
+""", "test_torch_bn_kwargs_from_keras_values"),
         ("rounds the momentum to two decimals", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return {"momentum": round(1 - momentum, 2), "eps": epsilon}
-"""),
+""", "test_torch_bn_kwargs_from_keras_values"),
         ("converts the momentum as 1 / momentum - 1", """
 def torch_bn_kwargs_from_keras(momentum=0.99, epsilon=1e-3):
     return {"momentum": 1 / momentum - 1 if momentum else 1.0, "eps": epsilon}
-"""),
+""", "test_torch_bn_kwargs_from_keras_values"),
     ],
     "fold_batchnorm": [
         ("forgets eps", """
@@ -616,7 +621,7 @@ def fold_batchnorm(conv, bn):
         fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
         fused.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
     return fused
-"""),
+""", "test_fold_batchnorm_values"),
         ("forgets the convolution's bias", """
 def fold_batchnorm(conv, bn):
     fused = copy.deepcopy(conv)
@@ -627,7 +632,7 @@ def fold_batchnorm(conv, bn):
         fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
         fused.bias = nn.Parameter(-bn.running_mean * scale * weight + bias)
     return fused
-"""),
+""", "test_fold_batchnorm_values"),
         ("adds the convolution's bias without scaling it", """
 def fold_batchnorm(conv, bn):
     fused = copy.deepcopy(conv)
@@ -639,7 +644,7 @@ def fold_batchnorm(conv, bn):
         fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
         fused.bias = nn.Parameter(b - bn.running_mean * scale * weight + bias)
     return fused
-"""),
+""", "test_fold_batchnorm_values"),
         ("changes the given convolution in place", """
 def fold_batchnorm(conv, bn):
     with torch.no_grad():
@@ -650,7 +655,7 @@ def fold_batchnorm(conv, bn):
         conv.weight.mul_((scale * weight).reshape(-1, 1, 1, 1))
         conv.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
     return conv
-"""),
+""", "test_fold_batchnorm_inputs"),
         ("makes a new convolution without the stride, padding, dilation and groups", """
 def fold_batchnorm(conv, bn):
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size).to(conv.weight.dtype)
@@ -662,7 +667,7 @@ def fold_batchnorm(conv, bn):
         fused.weight = nn.Parameter(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
         fused.bias.copy_((b - bn.running_mean) * scale * weight + bias)
     return fused
-"""),
+""", "test_fold_batchnorm_values"),
         ("scales the input channels of the weight (right only when C_in == C_out)", """
 def fold_batchnorm(conv, bn):
     fused = copy.deepcopy(conv)
@@ -674,7 +679,7 @@ def fold_batchnorm(conv, bn):
         fused.weight.copy_(conv.weight * (scale * weight).reshape(1, -1, 1, 1))
         fused.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
     return fused
-"""),
+""", "test_fold_batchnorm_values"),
         ("assumes the BatchNorm layer has weight and bias", """
 def fold_batchnorm(conv, bn):
     fused = copy.deepcopy(conv)
@@ -684,7 +689,7 @@ def fold_batchnorm(conv, bn):
         fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
         fused.bias = nn.Parameter((b - bn.running_mean) * scale + bn.bias)
     return fused
-"""),
+""", "test_fold_batchnorm_values"),
         ("adds eps to the standard deviation", """
 def fold_batchnorm(conv, bn):
     fused = copy.deepcopy(conv)
@@ -696,12 +701,16 @@ def fold_batchnorm(conv, bn):
         fused.weight.copy_(conv.weight * (scale * weight).reshape(-1, 1, 1, 1))
         fused.bias = nn.Parameter((b - bn.running_mean) * scale * weight + bias)
     return fused
-"""),
+""", "test_fold_batchnorm_values"),
         ("scales the weight without reshaping (broadcasts over the kernel width)", edited(PLAIN_FOLD, 
-            ("conv.weight * scale.reshape(-1, 1, 1, 1)", "conv.weight * scale"))),
+            ("conv.weight * scale.reshape(-1, 1, 1, 1)", "conv.weight * scale")), "test_fold_batchnorm_values"),
         ("drops the BatchNorm shift when the convolution has no bias", edited(PLAIN_FOLD, 
             ("fused.bias = nn.Parameter(conv_bias * scale + shift)",
-             "fused.bias = nn.Parameter(conv_bias * scale + shift) if conv.bias is not None else None"))),
+             "fused.bias = nn.Parameter(conv_bias * scale + shift) if conv.bias is not None else None")), ("test_fold_batchnorm_values", "test_fold_batchnorm_train_mode_conv")),
+        ("calls torch's fuse_conv_bn_eval, which refuses a conv in train mode", """
+def fold_batchnorm(conv, bn):
+    return torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+""", "test_fold_batchnorm_train_mode_conv"),
     ],
 }
 
@@ -963,6 +972,10 @@ def fold_batchnorm(conv, bn):
         start = conv.bias if conv.bias is not None else torch.zeros(channels, dtype=dtype)
         fused.bias = nn.Parameter(start * slope + at_zero)
     return fused
+"""),
+        ("calls torch's fuse_conv_bn_eval on an eval-mode copy of conv", """
+def fold_batchnorm(conv, bn):
+    return torch.nn.utils.fusion.fuse_conv_bn_eval(copy.deepcopy(conv).eval(), bn)
 """),
     ],
 }

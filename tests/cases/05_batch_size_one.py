@@ -5,75 +5,75 @@ WRONG = {
         ("counts the channels too", """
 def values_per_channel(shape):
     return math.prod(shape)
-"""),
+""", "test_values_per_channel_values"),
         ("counts only the batch", """
 def values_per_channel(shape):
     return shape[0]
-"""),
+""", "test_values_per_channel_values"),
         ("counts only the positions", """
 def values_per_channel(shape):
     return math.prod(shape[2:])
-"""),
+""", "test_values_per_channel_values"),
         ("uses the 4-D formula for every input", """
 def values_per_channel(shape):
     return shape[0] * shape[2] * shape[3]
-"""),
+""", "test_values_per_channel_shapes"),
         ("returns a tensor instead of an int", """
 def values_per_channel(shape):
     return torch.ones(shape).sum(dim=[0] + list(range(2, len(shape))))[0]
-"""),
+""", "test_values_per_channel_values"),
         ("forgets the last dimension", """
 def values_per_channel(shape):
     return shape[0] * math.prod(shape[2:-1]) if len(shape) > 2 else shape[0]
-"""),
+""", "test_values_per_channel_values"),
     ],
     "bn_training_raises": [
         ("raises for every batch of one", """
 def bn_training_raises(shape):
     return shape[0] == 1
-"""),
+""", "test_bn_training_raises_images"),
         ("counts the channels too", """
 def bn_training_raises(shape):
     return math.prod(shape) == 1
-"""),
+""", "test_bn_training_raises_images"),
         ("uses InstanceNorm's rule", """
 def bn_training_raises(shape):
     return math.prod(shape[2:]) == 1
-"""),
+""", "test_bn_training_raises_images"),
         ("only knows (1, C)", """
 def bn_training_raises(shape):
     return len(shape) == 2 and shape[0] == 1
-"""),
+""", "test_bn_training_raises_images"),
         ("never raises (thinks eps saves it)", """
 def bn_training_raises(shape):
     return False
-"""),
+""", "test_bn_training_raises_images"),
         ("uses the 4-D count for every input", """
 def bn_training_raises(shape):
     return shape[0] * shape[2] * shape[3] == 1
-"""),
+""", "test_bn_training_raises_shapes"),
     ],
     "instance_norm_training_raises": [
         ("uses BatchNorm's rule", """
 def instance_norm_training_raises(shape):
     return shape[0] * math.prod(shape[2:]) == 1
-"""),
+""", "test_instance_norm_training_raises_images"),
         ("accepts (N, C) input", """
 def instance_norm_training_raises(shape):
     return len(shape) > 2 and math.prod(shape[2:]) == 1
-"""),
+""", "test_instance_norm_training_raises_shapes", "only"),
         ("raises when any spatial size is 1", """
 def instance_norm_training_raises(shape):
     return len(shape) == 2 or any(size == 1 for size in shape[2:])
-"""),
+""", "test_instance_norm_training_raises_images"),
         ("raises for every batch of one", """
 def instance_norm_training_raises(shape):
     return shape[0] == 1
-"""),
+""", "test_instance_norm_training_raises_images"),
         ("counts the channels too", """
 def instance_norm_training_raises(shape):
     return math.prod(shape[1:]) == 1
-"""),
+""", "test_instance_norm_training_raises_images"),
     ],
     "batch_renorm_train": [
         ("lets the gradient flow through r and d", """
@@ -87,7 +87,7 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
     y = y if weight is None else y * weight.view(shape)
     return y if bias is None else y + bias.view(shape)
-"""),
+""", "test_batch_renorm_train_gradient", "only"),
         ("uses the unbiased batch variance", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -99,7 +99,7 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
     y = y if weight is None else y * weight.view(shape)
     return y if bias is None else y + bias.view(shape)
-"""),
+""", "test_batch_renorm_train_values"),
         ("does not clip r and d", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -111,7 +111,7 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
     y = y if weight is None else y * weight.view(shape)
     return y if bias is None else y + bias.view(shape)
-"""),
+""", "test_batch_renorm_train_values"),
         ("computes both sigmas without eps", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -123,7 +123,7 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
     y = y if weight is None else y * weight.view(shape)
     return y if bias is None else y + bias.view(shape)
-"""),
+""", "test_batch_renorm_train_values"),
         ("inverts r", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -135,7 +135,7 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
     y = y if weight is None else y * weight.view(shape)
     return y if bias is None else y + bias.view(shape)
-"""),
+""", "test_batch_renorm_train_values"),
         ("divides d by the batch sigma", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -147,11 +147,11 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
     y = y if weight is None else y * weight.view(shape)
     return y if bias is None else y + bias.view(shape)
-"""),
+""", "test_batch_renorm_train_values"),
         ("is plain BatchNorm (ignores the running statistics)", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     return F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
-"""),
+""", "test_batch_renorm_train_values"),
         ("clips r to (0, r_max] instead of [1 / r_max, r_max]", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -166,7 +166,7 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     if bias is not None:
         y = y + bias.view(shape)
     return y
-"""),
+""", "test_batch_renorm_train_values"),
         ("clips d to [0, d_max] instead of [-d_max, d_max]", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -181,28 +181,40 @@ def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max,
     if bias is not None:
         y = y + bias.view(shape)
     return y
-"""),
+""", "test_batch_renorm_train_values"),
+        ("uses Keras' default epsilon 1e-3 (right whenever eps is passed)", """
+def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-3):
+    dims = [0] + list(range(2, x.dim()))
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    sigma_batch, sigma = torch.sqrt(var + eps), torch.sqrt(running_var + eps)
+    r = (sigma_batch / sigma).clamp(1 / r_max, r_max).detach()
+    d = ((mean - running_mean) / sigma).clamp(-d_max, d_max).detach()
+    y = (x - mean.view(shape)) / sigma_batch.view(shape) * r.view(shape) + d.view(shape)
+    y = y if weight is None else y * weight.view(shape)
+    return y if bias is None else y + bias.view(shape)
+""", "test_batch_renorm_train_defaults", "only"),
     ],
     "ghost_batch_norm": [
         ("makes ghost_batch_size chunks (x.chunk) instead of chunks of that size", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     return torch.cat([F.batch_norm(c, None, None, weight, bias, training=True, eps=eps) for c in x.chunk(ghost_batch_size)])
-"""),
+""", "test_ghost_batch_norm_values"),
         ("normalizes the whole batch", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     return F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
-"""),
+""", "test_ghost_batch_norm_values"),
         ("drops the last, smaller chunk", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     full = len(x) // ghost_batch_size * ghost_batch_size
     chunks = x[:full].split(ghost_batch_size)
     return torch.cat([F.batch_norm(c, None, None, weight, bias, training=True, eps=eps) for c in chunks])
-"""),
+""", "test_ghost_batch_norm_uneven", "only"),
         ("merges the last, smaller chunk into the one before", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     chunks = x.tensor_split(max(1, len(x) // ghost_batch_size))
     return torch.cat([F.batch_norm(c, None, None, weight, bias, training=True, eps=eps) for c in chunks])
-"""),
+""", "test_ghost_batch_norm_uneven", "only"),
         ("uses the unbiased variance in each chunk", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     dims = [0] + list(range(2, x.dim()))
@@ -213,16 +225,21 @@ def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
         y = y if weight is None else y * weight.view(shape)
         outputs.append(y if bias is None else y + bias.view(shape))
     return torch.cat(outputs)
-"""),
+""", "test_ghost_batch_norm_values"),
         ("forgets weight and bias", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     return torch.cat([F.batch_norm(c, None, None, training=True, eps=eps) for c in x.split(ghost_batch_size)])
-"""),
+""", "test_ghost_batch_norm_values"),
         ("makes N // ghost_batch_size chunks with x.chunk (right only when ghost_batch_size divides N)", """
 def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
     chunks = torch.chunk(x, max(len(x) // ghost_batch_size, 1))
     return torch.cat([F.batch_norm(chunk, None, None, weight, bias, training=True, eps=eps) for chunk in chunks])
-"""),
+""", "test_ghost_batch_norm_uneven", "only"),
+        ("makes ceil(N / ghost_batch_size) chunks with x.chunk, as a popular Ghost BatchNorm does (chunks may be smaller)", """
+def ghost_batch_norm(x, ghost_batch_size, weight=None, bias=None, eps=1e-5):
+    chunks = x.chunk(math.ceil(x.shape[0] / ghost_batch_size), 0)
+    return torch.cat([F.batch_norm(chunk, None, None, weight, bias, training=True, eps=eps) for chunk in chunks])
+""", "test_ghost_batch_norm_uneven", "only"),
     ],
 }
 
