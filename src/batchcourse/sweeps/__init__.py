@@ -68,3 +68,18 @@ def load(assignment: str) -> dict:
             f"The results file {path} is missing: restore it with `git checkout -- data/sweeps` "
             f"or remake it with `python3 tasks.py sweep {assignment}`.")
     return json.loads(path.read_text())
+
+
+@torch.no_grad()
+def batchnorm_inputs(model: torch.nn.Module, images) -> list[tuple[torch.nn.BatchNorm2d, torch.Tensor]]:
+    """Each BatchNorm2d layer of an eval-mode copy of `model`, with what it receives when `images` go through."""
+    import copy
+
+    model = copy.deepcopy(model).eval()
+    inputs = {}
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    hooks = [layer.register_forward_hook(lambda layer, args, out: inputs.__setitem__(layer, args[0])) for layer in layers]
+    model(images)
+    for hook in hooks:
+        hook.remove()
+    return [(layer, inputs[layer]) for layer in layers]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .. import data, models
+from . import batchnorm_inputs
 
 FULL = {"seeds": [0, 1, 2, 3, 4], "train_limit": None}
 QUICK = {"seeds": [0], "train_limit": 1000}
@@ -66,16 +67,8 @@ def recalibrated(model: nn.Module, images, batch_size: int = 256) -> nn.Module:
 def batch_statistics_error(model: nn.Module, images, batch_size: int = 2) -> list[dict]:
     """Per BatchNorm layer: values per channel in a batch, and the median distance of the batch's mean and std
     from the running ones, in running standard deviations (over channels and consecutive batches)."""
-    model = copy.deepcopy(model).eval()
-    inputs = {}
-    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    hooks = [layer.register_forward_hook(lambda layer, args, out: inputs.__setitem__(layer, args[0])) for layer in layers]
-    model(images)
-    for hook in hooks:
-        hook.remove()
     rows = []
-    for index, layer in enumerate(layers):
-        x = inputs[layer]
+    for index, (layer, x) in enumerate(batchnorm_inputs(model, images)):
         batches = x[:len(x) - len(x) % batch_size].reshape(-1, batch_size, *x.shape[1:])
         mean = batches.mean(dim=(1, 3, 4))
         std = batches.var(dim=(1, 3, 4), correction=0).sqrt()

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .. import data, models
+from . import batchnorm_inputs
 
 NORMS = {"BatchNorm": models.batch_norm, "GroupNorm": models.group_norm, "no normalization": models.no_norm}
 FULL = {"batch_sizes": [1, 2, 4, 16], "seeds": [0, 1, 2], "steps": 2000}
@@ -70,16 +71,8 @@ def accuracy_per_image_statistics(model: nn.Module, images, labels) -> float:
 def variance_parts(model: nn.Module, images) -> list[dict]:
     """Per BatchNorm layer, medians over channels of: running variance / variance over the data, and the share
     of the variance over the data that lies between images (the variance of each image's channel mean)."""
-    model = copy.deepcopy(model).eval()
-    inputs = {}
-    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    hooks = [layer.register_forward_hook(lambda layer, args, out: inputs.__setitem__(layer, args[0])) for layer in layers]
-    model(images)
-    for hook in hooks:
-        hook.remove()
     rows = []
-    for index, layer in enumerate(layers):
-        x = inputs[layer]
+    for index, (layer, x) in enumerate(batchnorm_inputs(model, images)):
         total = x.var(dim=(0, 2, 3))
         between = x.mean(dim=(2, 3)).var(dim=0)
         rows.append({"layer": index + 1,
