@@ -12,7 +12,8 @@ process with its mark at once, then ends. A process that starts grading processe
 kernel forked from a preloaded one, say) keeps the chain: it sets the parent-death signal in each child
 (`die_with_parent`) and passes the mark on.
 
-Only the standard library is imported here: the test processes and tasks.py use it too.
+Only the standard library is imported here, so the test processes can use it (tasks.py, which runs before the
+course environment exists, sets its own parent-death signal the same way).
 """
 
 import contextlib
