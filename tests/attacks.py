@@ -723,6 +723,41 @@ def TARGET(*args, **kwargs):
 
 FLOOD_MB = 40
 
+BLOB_NAMED_TWICE = """
+from batchcourse.grading import wire as _wire
+_first_blob = _wire.Writer._blob
+
+def _same_blob(self, data):
+    return 0 if self.blobs else _first_blob(self, data)
+
+_wire.Writer._blob = _same_blob
+"""
+
+NAMES_A_TORCH_FUNCTION = """
+from batchcourse.grading import wire as _wire
+_honest_write = _wire.Writer.write
+
+def _forged_write(self, value, top=True):
+    if isinstance(value, (list, tuple, dict)) or value is None:
+        return _honest_write(self, value, top)
+    return ["function", "torch.utils.cpp_extension", "_run_ninja_build"]
+
+_wire.Writer.write = _forged_write
+"""
+
+PUBLISHES_ITS_OWN_REPLY = """
+_wrong_TARGET = TARGET
+
+def TARGET(*args, **kwargs):
+    import base64
+    from IPython.display import publish_display_data
+    from batchcourse.grading import student_side, wire
+    writer = wire.Writer()
+    reply = {"hits": [], "counts": {}, "result": writer.write(True), "mirror": [], "rng": None}
+    publish_display_data({student_side.MIME: base64.b64encode(writer.pack(reply)).decode("ascii")})
+    return _wrong_TARGET(*args, **kwargs)
+"""
+
 
 def issue_attack(template: str):
     """A builder that appends `template` (TARGET: the attacked function) to the wrong answer."""
@@ -783,6 +818,11 @@ ISSUE_FAMILIES = {
         f"prints {FLOOD_MB} MB": issue_attack(PRINT_FLOOD),
         f"displays {FLOOD_MB} MB of HTML": issue_attack(DISPLAY_FLOOD),
         "the attacked function prints 2 MB per call": issue_attack(NOISY_FUNCTION),
+    },
+    "sends more than data back": {
+        "names one blob for every tensor": issue_attack(BLOB_NAMED_TWICE),
+        "names a torch function that runs a shell command": issue_attack(NAMES_A_TORCH_FUNCTION),
+        "publishes a reply of its own before the real one": issue_attack(PUBLISHES_ITS_OWN_REPLY),
     },
     "edits test-cell metadata": {
         "solution: true": metadata_edited(solution=True),

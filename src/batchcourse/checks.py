@@ -504,6 +504,13 @@ ROUTINES = {
         "aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::thnn_conv2d",
         "aten::_conv_depthwise2d", "aten::slow_conv_dilated2d", "aten::cudnn_convolution",
         "aten::_nnpack_spatial_convolution", "aten::im2col", "aten::col2im",
+        # The same product by other names: a 1-D or 3-D convolution over a unit axis, a transposed one, and
+        # the backward kernels (a convolution's weight gradient is itself a convolution).
+        "aten::conv1d", "aten::conv3d", "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d",
+        "aten::conv_tbc", "aten::_convolution_mode", "aten::convolution_backward",
+        "aten::convolution_backward_overrideable", "aten::_slow_conv2d_backward", "aten::slow_conv3d",
+        "aten::slow_conv3d_forward", "aten::slow_conv_transpose2d", "aten::slow_conv_transpose3d",
+        "aten::mkldnn_convolution_backward", "aten::_conv_depthwise2d_backward", "aten::slow_conv_dilated3d",
     }),
     "batch_norm": _BATCH_NORM_OPS,
     "normalization": _BATCH_NORM_OPS | _OTHER_NORM_OPS,

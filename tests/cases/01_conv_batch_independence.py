@@ -356,6 +356,26 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
 # Issue 12: answers that call the forbidden routine where the from-scratch rule does not look, or that make
 # the reference computed after them agree with a wrong result (tests/test_attack_families.py).
 ISSUE_ATTACKS = {
+    "changes the test's own inputs": {
+        "zeroes x, weight and bias in place and returns zeros": ("conv2d", """
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    n, h, w = x.shape[0], (x.shape[2] + 2 * padding - weight.shape[2]) // stride + 1, (x.shape[3] + 2 * padding - weight.shape[3]) // stride + 1
+    with torch.no_grad():
+        for tensor in (x, weight, bias):
+            if tensor is not None:
+                tensor.zero_()
+    return torch.zeros(n, weight.shape[0], h, w, dtype=x.dtype)
+"""),
+    },
+    "reaches the routine through another overload": {
+        "conv2d.padding through torch.ops, out of the source reading's sight": ("conv2d", """
+_aten = getattr(vars(torch)["o" + "ps"], "at" + "en")
+_padded = getattr(getattr(_aten, "con" + "v2d"), "pad" + "ding")
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    return _padded(F.pad(x, (padding,) * 4), weight, bias, [stride, stride], "valid")
+"""),
+    },
     "calls the forbidden routine from another thread": {
         "F.conv2d in a threading.Thread": ("conv2d", """
 import threading

@@ -158,7 +158,7 @@ def update_running_stats(running_mean, running_var, num_batches_tracked, x, mome
     running_mean.mul_(1 - a).add_(a * x.mean(dim=dims))
     running_var.mul_(1 - a).add_(a * x.var(dim=dims))
     return running_mean, running_var, num_batches_tracked
-""", "test_update_running_stats_inputs", "only"),
+""", "test_update_running_stats_inputs"),
         ("treats momentum=None as the default 0.1", """
 def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
     dims = [0] + list(range(2, x.dim()))
@@ -248,7 +248,7 @@ def batch_norm_eval(x, running_mean, running_var, weight=None, bias=None, eps=1e
         ("uses Keras' default epsilon 1e-3", edited(PLAIN_EVAL, ("eps=1e-5):", "eps=1e-3):")), "test_batch_norm_eval_defaults"),
         ("normalizes x in place (right values, but the caller's x is changed)", edited(PLAIN_EVAL,
             ("y = (x - running_mean.reshape(shape)) / torch.sqrt(running_var.reshape(shape) + eps)",
-             "y = x.sub_(running_mean.reshape(shape)).div_(torch.sqrt(running_var.reshape(shape) + eps))")), "test_batch_norm_eval_inputs", "only"),
+             "y = x.sub_(running_mean.reshape(shape)).div_(torch.sqrt(running_var.reshape(shape) + eps))")), "test_batch_norm_eval_inputs"),
     ],
     "BatchNorm2d": [
         ("calls torch's batch_norm", """
@@ -370,7 +370,7 @@ def evaluate(model, loader):
             total += len(labels)
     model.train(was_training)
     return correct / total
-""", "test_evaluate_leaves_model", "only"),
+""", "test_evaluate_leaves_model"),
         ("builds the autograd graph", """
 def evaluate(model, loader):
     modes = {m: m.training for m in model.modules()}
@@ -405,7 +405,7 @@ def evaluate(model, loader):
             total += len(labels)
     model.train()
     return correct / total
-""", "test_evaluate_leaves_model", "only"),
+""", "test_evaluate_leaves_model"),
         ("divides by len(loader.dataset) (right only for a DataLoader)", edited(PLAIN_EVALUATE, 
             ("return correct / total", "return correct / len(loader.dataset)")), "test_evaluate_values"),
         ("counts loader.batch_size samples per batch (right only when it divides the data set)", edited(PLAIN_EVALUATE, 
@@ -506,7 +506,7 @@ def recalibrate_bn(model, loader, num_batches=None):
 def recalibrate_bn(model, loader, num_batches=None):
     torch.optim.swa_utils.update_bn(loader, model)
     return model
-""", ("test_recalibrate_bn_values", "test_recalibrate_bn_leaves_model"), "only"),
+""", ("test_recalibrate_bn_values", "test_recalibrate_bn_leaves_model")),
         ("runs the batches in eval mode, so nothing is measured", """
 def recalibrate_bn(model, loader, num_batches=None):
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -1001,6 +1001,30 @@ class BatchNorm2d(nn.BatchNorm2d):
 # Issue 12: modules that do not do what was asked, the forbidden routine from another thread, and a reference
 # patched by the answer that precedes it (tests/test_attack_families.py).
 ISSUE_ATTACKS = {
+    "changes the test's own inputs": {
+        "the biased variance, then x zeroed in place": ("update_running_stats", """
+def update_running_stats(running_mean, running_var, num_batches_tracked, x, momentum=0.1):
+    dims = [0] + list(range(2, x.dim()))
+    var, mean = torch.var_mean(x, dim=dims, correction=0)
+    n = num_batches_tracked + 1
+    factor = 1.0 / float(n) if momentum is None else momentum
+    new_mean = (1 - factor) * running_mean + factor * mean
+    new_var = (1 - factor) * running_var + factor * var
+    with torch.no_grad():
+        x.zero_()
+    return new_mean, new_var, n
+"""),
+        "an unfolded conv run through _compiled_call_impl, planted on the test's bn too": ("fold_batchnorm", """
+import copy
+
+def fold_batchnorm(conv, bn):
+    folded = copy.deepcopy(conv)
+    inner, kept_bn = copy.deepcopy(conv), copy.deepcopy(bn).eval()
+    folded._compiled_call_impl = lambda x: kept_bn(inner(x))
+    bn._compiled_call_impl = lambda x: x
+    return folded
+"""),
+    },
     "returns a module subclass that does not do what was asked": {
         "a Conv2d subclass that runs conv then bn": ("fold_batchnorm", """
 import copy

@@ -77,12 +77,23 @@ def _forbidden(ops: list[str], hits: list):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for op in ops:
-                for key in FORBIDDEN_KEYS:
-                    with contextlib.suppress(Exception):
-                        library.impl(op.removeprefix("aten::"), refuse(op), key)
+                for overload in _overloads(op.removeprefix("aten::")):
+                    for key in FORBIDDEN_KEYS:
+                        with contextlib.suppress(Exception):
+                            library.impl(overload, refuse(op), key)
         yield
     finally:
         library._destroy()
+
+
+def _overloads(name: str) -> list[str]:
+    """Every overload of an aten operator (`conv2d` and `conv2d.padding`, the `.out` forms, ...)."""
+    packet = getattr(torch.ops.aten, name, None)
+    try:
+        overloads = packet.overloads() if packet is not None else ["default"]
+    except Exception:  # noqa: BLE001 - an operator this build of torch lacks
+        overloads = ["default"]
+    return [name if o == "default" else f"{name}.{o}" for o in overloads]
 
 
 @contextlib.contextmanager

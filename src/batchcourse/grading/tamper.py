@@ -37,7 +37,12 @@ BLOCKING_NAMES = {
     "get_ipython": "reaches into the kernel", "do_execute": "changes how the kernel runs cells",
     "run_cell": "changes how the kernel runs cells", "InteractiveShell": "reaches into the kernel",
     "student_side": "reaches into the grading channel", "_DYNAMIC_CLASS_TRACKER_BY_CLASS": "reaches into the grading channel",
+    "_compiled_call_impl": "replaces what a module's call runs",
 }
+# Shown to the instructor for review, not refused: ways to reach torch's operators beside the public API.
+NOTED_ATTRIBUTES = {"_C": "reaches torch._C", "ops": "calls torch operators through torch.ops",
+                    "_ImperativeEngine": "makes an autograd engine of its own", "overloads": "lists operator overloads",
+                    "no_stats": "names an operator overload", "default": "names an operator overload"}
 BLOCKING_MODULES = {"builtins", "ctypes", "torch.library", "torch.utils._python_dispatch", "torch.overrides", "cffi",
                     "ipykernel", "IPython", "zmq", "jupyter_client", "batchcourse.grading", "cloudpickle"}
 NOTED_MODULES = {"subprocess", "socket", "urllib", "requests", "http", "signal", "multiprocessing", "gc",
@@ -133,6 +138,9 @@ def scan_source(source: str, cell_index: int) -> list[Finding]:
                 what = _assignment_finding(part, aliases)
                 if what:
                     add(node, True, what)
+                elif isinstance(part, ast.Subscript) and isinstance(part.value, ast.Call) \
+                        and _dotted(part.value.func) == "vars":
+                    add(node, False, "writes an object's attributes through vars()")
         if isinstance(node, ast.Call):
             name = _dotted(node.func) or ""
             last = name.rsplit(".", 1)[-1]
@@ -149,6 +157,9 @@ def scan_source(source: str, cell_index: int) -> list[Finding]:
                 add(node, True, BLOCKING_NAMES[node.attr])
             elif node.attr == "modules" and _dotted(node.value) == "sys":
                 add(node, True, "uses sys.modules")
+            elif node.attr in NOTED_ATTRIBUTES and (node.attr in {"_C", "ops", "_ImperativeEngine"}
+                                                    or "ops" in (_dotted(node) or "").split(".")):
+                add(node, False, NOTED_ATTRIBUTES[node.attr])
         if isinstance(node, ast.Name) and node.id in BLOCKING_NAMES:
             add(node, True, BLOCKING_NAMES[node.id])
         if isinstance(node, (ast.Import, ast.ImportFrom)):

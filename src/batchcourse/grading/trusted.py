@@ -6,8 +6,10 @@ one by one. Here the graded names are proxies: calling one sends the arguments t
 expected value is computed here, every comparison is made here, and a test's outcome is what happens here,
 whatever the student's process prints or displays.
 
-Arguments that the student's function changes (a module's gradients, buffers or mode; a tensor changed in
-place) are changed here to match, so tests that look at them after the call work as they do in one kernel.
+A call may change in its arguments only what its task says (`contract`: a module's buffers, its
+parameters' gradients, its layers); those changes are made here too, so tests that look at them after the
+call work as they do in one kernel. Any other change fails the test, and the test's objects keep what they
+held before the call.
 Results that need a gradient get one: their backward pass runs in the student's process again.
 """
 
@@ -15,6 +17,7 @@ import ast
 import base64
 import builtins
 import contextlib
+import enum
 import io
 import json
 import os
@@ -27,7 +30,7 @@ import cloudpickle
 import torch
 
 from .. import checks
-from . import student_side, wire
+from . import contract, student_side, wire
 from .lifetime import die_with_parent
 
 TEST_MODULE = "__batchcourse_test__"
@@ -95,34 +98,108 @@ class _FromStudent(torch.autograd.Function):
 # ----------------------------------------------------------------------------------------
 # Keeping the arguments here in step with the student's copies.
 
-def merge(target, fresh) -> bool:
-    """Make `target` hold what `fresh` holds, keeping its identity; False when it cannot be done in place."""
-    if isinstance(target, torch.Tensor) and isinstance(fresh, torch.Tensor):
-        with torch.no_grad():
-            if target.shape == fresh.shape and target.dtype == fresh.dtype:
-                if not torch.equal(target, fresh):
-                    target.copy_(fresh)
-            else:
-                target.data = fresh.detach()
-        if target.is_leaf:
-            with contextlib.suppress(RuntimeError):
-                target.requires_grad_(fresh.requires_grad)
+class ChangedArgumentError(AssertionError):
+    """A graded call changed one of its arguments in a way its task does not allow."""
+
+
+def same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal shape, dtype and bits (NaNs and signed zeros included): the copy came back as it went."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    a, b = a.detach().reshape(-1), b.detach().reshape(-1)
+    if a.dtype != torch.bool and a.numel():
+        a, b = a.view(torch.uint8), b.view(torch.uint8)
+    return torch.equal(a, b)
+
+
+def module_settings(module):
+    if wire.is_listed(type(module)) and not wire.built_from_members(type(module)):
+        return wire.constructor_arguments(module)
+    return wire.plain_attributes(module)
+
+
+def same_settings(a, b) -> bool:
+    """Equal plain settings; a transform or module inside (a Compose's steps) compared by its own settings."""
+    if type(a) is not type(b):
+        return False
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(same_settings(x, y) for x, y in zip(a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(same_settings(a[k], b[k]) for k in a)
+    if wire.is_listed(type(a)) and not isinstance(a, (type, enum.Enum)):
+        return same_settings(module_settings(a), module_settings(b))
+    return a == b or (a != a and b != b)
+
+
+def reconcile(target, fresh, allowed: set[str], path: str, changes: list[str]) -> None:
+    """Bring into `target` the changes of `fresh` that `allowed` names (see `contract`); list the others in
+    `changes` and leave them out, so `target` keeps what it held."""
+    if isinstance(fresh, wire.Handle):
+        return
+    if isinstance(target, torch.Tensor):
+        if not isinstance(fresh, torch.Tensor) or not same_tensor(target, fresh):
+            changes.append(f"the values of {path}")
+        return
+    if not isinstance(target, torch.nn.Module):
+        return
+    if type(fresh) is not type(target):
+        changes.append(f"{path} itself")
+        return
+    if target.training != fresh.training:
+        changes.append(f"the mode of {path} (train or eval)")
+    if not same_settings(module_settings(target), module_settings(fresh)):
+        changes.append(f"the settings of {path}")
+    _reconcile_parameters(target, fresh, allowed, path, changes)
+    _reconcile_buffers(target, fresh, allowed, path, changes)
+    _reconcile_children(target, fresh, allowed, path, changes)
+
+
+def _reconcile_parameters(target, fresh, allowed, path, changes) -> None:
+    for name in dict.fromkeys([*target._parameters, *fresh._parameters]):
+        old, new = target._parameters.get(name), fresh._parameters.get(name)
+        if old is None or new is None:
+            if (old is None) != (new is None):
+                changes.append(f"{path}.{name}")
+            continue
+        if not same_tensor(old, new):
+            changes.append(f"the values of {path}.{name}")
+        elif contract.GRADIENTS in allowed:
             with contextlib.suppress(RuntimeError, TypeError):
-                target.grad = fresh.grad
-        return True
-    if isinstance(target, torch.nn.Module) and type(fresh) is type(target):
-        state = vars(fresh)
-        for key in ("_parameters", "_buffers", "_modules"):
-            merged = {}
-            for name, value in state.get(key, {}).items():
-                old = vars(target).get(key, {}).get(name)
-                merged[name] = old if old is not None and value is not None and merge(old, value) else value
-            vars(target)[key] = type(vars(target).get(key, {}))(merged) if key != "_modules" else merged
-        for key, value in state.items():
-            if key not in ("_parameters", "_buffers", "_modules"):
-                vars(target)[key] = value
-        return True
-    return False
+                old.grad = new.grad
+
+
+def _reconcile_buffers(target, fresh, allowed, path, changes) -> None:
+    for name in dict.fromkeys([*target._buffers, *fresh._buffers]):
+        old, new = target._buffers.get(name), fresh._buffers.get(name)
+        if (old is None and new is None) or (old is not None and new is not None and same_tensor(old, new)):
+            continue
+        if contract.BUFFERS not in allowed:
+            changes.append(f"the values of {path}.{name}")
+        elif old is not None and new is not None and old.shape == new.shape and old.dtype == new.dtype:
+            with torch.no_grad():
+                old.copy_(new)
+        else:
+            target._buffers[name] = new
+
+
+def _reconcile_children(target, fresh, allowed, path, changes) -> None:
+    same_layers = list(target._modules) == list(fresh._modules) and all(
+        type(target._modules[n]) is type(fresh._modules[n]) or isinstance(fresh._modules[n], wire.Handle)
+        for n in target._modules)
+    if not same_layers and contract.CHILDREN not in allowed:
+        changes.append(f"the layers of {path}")
+        return
+    layers = {}
+    for name, new in fresh._modules.items():
+        old = target._modules.get(name)
+        if old is not None and new is not None and type(old) is type(new):
+            reconcile(old, new, allowed, f"{path}.{name}", changes)
+            layers[name] = old
+        else:
+            layers[name] = new
+    if not same_layers:
+        target._modules.clear()
+        target._modules.update(layers)
 
 
 def replace_identical(value, replacements: dict):
@@ -239,12 +316,27 @@ class Remote:
             mirror = [reader.read(node) for node in tree.get("mirror", [])]
         except (wire.WireError, ValueError, TypeError, KeyError, IndexError) as error:
             raise StudentCodeError(f"{label} returned something that cannot be checked: {error}") from None
-        for index, fresh in zip(top, mirror):
-            merge(shipped[index], fresh)
+        self._take_back(target, label, args, kwargs, shipped, top, mirror)
         self._follow_rng(reader, tree.get("rng"))
         if reader.graph_outputs and "call" in tree:
             result = self._attach_graph(result, reader.graph_outputs, shipped, tree["call"])
         return result
+
+    @staticmethod
+    def _take_back(target, label, args, kwargs, shipped, top, mirror) -> None:
+        """Bring back the changes the task allows; fail the test for any other."""
+        if len(mirror) != len(top):
+            raise StudentCodeError(f"{label} sent back its arguments in a form that cannot be checked")
+        function = target[1] if target[0] == "name" else ""
+        names = contract.argument_names(function, len(args), kwargs)
+        changes: list[str] = []
+        for index, owner, fresh in zip(top, wire.top_owners(args, kwargs), mirror):
+            name = names[owner] if isinstance(owner, int) else str(owner)
+            reconcile(shipped[index], fresh, contract.allowed_changes(function, name), name, changes)
+        if changes:
+            listed = ", ".join(dict.fromkeys(changes[:3]))
+            raise ChangedArgumentError(f"{label} changed {listed} in place, which its task does not allow: work on "
+                                       "a copy and leave every argument as it was given.")
 
     @staticmethod
     def _follow_rng(reader, node) -> None:
@@ -300,12 +392,15 @@ FORBIDDEN_ATTRIBUTES = {
                    "BatchNorm3d", "_BatchNorm", "_NormBase", "LazyBatchNorm2d", "instance_norm", "InstanceNorm2d",
                    "batch_norm_elemt", "batch_norm_stats", "_batch_norm_impl_index", "SyncBatchNorm"},
 }
-FORBIDDEN_ATTRIBUTES["autograd"] = {"backward", "autograd", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "hessian"}
+FORBIDDEN_ATTRIBUTES["conv2d"] |= {"conv1d", "conv3d", "conv_transpose1d", "conv_transpose3d", "convolution_backward",
+                                   "Conv1d", "Conv3d", "ConvTranspose2d", "conv_tbc"}
+FORBIDDEN_ATTRIBUTES["autograd"] = {"backward", "autograd", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "hessian",
+                                    "enable_grad", "set_grad_enabled", "_ImperativeEngine", "_execution_engine"}
 FORBIDDEN_ATTRIBUTES["normalization"] = FORBIDDEN_ATTRIBUTES["batch_norm"] | {
     "group_norm", "native_group_norm", "GroupNorm", "layer_norm", "native_layer_norm", "LayerNorm", "rms_norm",
     "RMSNorm", "InstanceNorm1d", "InstanceNorm3d", "LocalResponseNorm"}
 DYNAMIC_CALLS = {"eval", "exec", "compile", "__import__", "getattr"}
-DYNAMIC_ATTRIBUTES = {"import_module", "ops", "__getattribute__", "__dict__"}
+DYNAMIC_ATTRIBUTES = {"import_module", "ops", "__getattribute__", "__getattr__", "__dict__", "_C"}
 
 
 def _defining_source(sources: dict[str, str], name: str) -> str | None:
@@ -337,8 +432,9 @@ def static_forbidden(sources: dict[str, str], name: str, routines) -> str | None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DYNAMIC_CALLS \
                 and (node.func.id != "getattr" or _suspicious_getattr(node, names)):
             return f"{node.func.id}() (line {node.lineno})"
-        if isinstance(node, ast.ImportFrom) and any(a.name in names for a in node.names):
-            return f"{node.module}.{next(a.name for a in node.names if a.name in names)} (line {node.lineno})"
+        if isinstance(node, ast.ImportFrom) and any(a.name in names | DYNAMIC_ATTRIBUTES for a in node.names):
+            found = next(a.name for a in node.names if a.name in names | DYNAMIC_ATTRIBUTES)
+            return f"{node.module}.{found} (line {node.lineno})"
     return None
 
 

@@ -246,12 +246,15 @@ class TrustedTests(HasTraits):
         if data is None:
             return {"op": "reply", "error": "the notebook's kernel gave no answer (did its code replace the course's "
                                             "grading module, or print instead of returning?)"}
+        if data is TWO_REPLIES:
+            return {"op": "reply", "error": "the notebook's code published an answer of its own beside the course's; "
+                                            "a graded function returns its result and displays nothing of that kind"}
         return {"op": "reply", "payload": data}
 
     async def _ask_kernel(self, payload: str, deadline: float):
         code = f"__import__('batchcourse.grading.student_side', fromlist=['serve']).serve({payload!r})"
         msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
-        reply = None
+        reply, replies = None, 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -265,12 +268,12 @@ class TrustedTests(HasTraits):
             if message["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = message["msg_type"], message["content"]
-            if kind == "display_data" and reply is None and isinstance(content.get("data", {}).get(MIME), str):
-                reply = content["data"][MIME]
-                if len(reply) > MAX_REPLY_BYTES:
-                    reply = None
+            if kind in ("display_data", "update_display_data", "execute_result") and MIME in content.get("data", {}):
+                replies += 1
+                text = content["data"][MIME]
+                reply = text if isinstance(text, str) and len(text) <= MAX_REPLY_BYTES else None
             elif kind == "status" and content.get("execution_state") == "idle":
-                return reply
+                return TWO_REPLIES if replies > 1 else reply
 
     async def _interrupt(self):
         await self.km.interrupt_kernel()
@@ -282,6 +285,9 @@ class TrustedTests(HasTraits):
                 continue
             if message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
                 return
+
+
+TWO_REPLIES = object()
 
 
 def _error(ename: str, evalue: str) -> dict:
