@@ -202,3 +202,11 @@ def test_the_contract_names_every_graded_function_with_its_parameters():
     assert set(contract.PARAMETERS) == set(found), "contract.PARAMETERS names a function no assignment grades"
     for function, arguments in contract.MAY_CHANGE.items():
         assert set(arguments) <= set(contract.PARAMETERS[function])
+
+
+def test_a_huge_layer_described_in_a_small_reply_allocates_nothing():
+    writer = wire.Writer()
+    tree = writer.write(nn.Linear(2, 2))
+    tree[2]["arguments"].update(in_features=["i", str(10**6)], out_features=["i", str(10**6)])
+    back = wire.Reader(message(tree, writer.blobs)).value()
+    assert back.weight.shape == (2, 2) and back.in_features == 10**6
