@@ -6,6 +6,7 @@ autograde/. Set NBGRADER_DB_URL to any SQLAlchemy URL (e.g. postgresql://user@ho
 to keep the gradebook elsewhere.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -38,6 +39,10 @@ c.CourseDirectory.db_url = os.environ.get("NBGRADER_DB_URL", f"sqlite:///{HERE /
 # nbgrader's exchange (release and collect through a shared folder): NBGRADER_EXCHANGE on a shared server, outside
 # the course folder (README: On JupyterHub; jupyterhub/ holds the hub's side), else autograde/exchange on one laptop.
 c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE") or str(HERE / "exchange")
+# Collect (Formgrader's button and `nbgrader collect`) takes only the course's students, each from their own account.
+# Not on Kubernetes, where ngshare_exchange is the exchange (jupyterhub/kubernetes/nbgrader_config.py).
+if importlib.util.find_spec("ngshare_exchange") is None:
+    c.ExchangeFactory.collect = "batchcourse.grading.hub.RosterCollect"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 # Student notebooks carry no outputs, and no extra files are released with them.

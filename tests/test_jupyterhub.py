@@ -188,3 +188,17 @@ def test_a_submission_in_another_students_name_is_not_collected(server):
     assert f"NOT COLLECTED  {victim}" in again.stdout and forger in again.stdout
     assert collected.read_bytes() == before
     assert (server.course / "autograde" / "submitted" / forger / A / f"{A}.ipynb").is_file()
+
+
+def test_formgraders_collect_keeps_the_same_rules(server, monkeypatch):
+    """The Collect button runs `nbgrader collect` itself: the course's exchange class refuses the same submissions."""
+    forger, victim = server.students[1], server.students[0]
+    collected = server.course / "autograde" / "submitted" / victim / A / f"{A}.ipynb"
+    before = collected.read_bytes()
+    run = server.as_student(forger, *nbgrader("submit", A, f"--student={victim}"))
+    assert run.returncode == 0, run.stderr
+    monkeypatch.setenv("NBGRADER_EXCHANGE", str(server.exchange))
+    collect = grading.run_nbgrader("collect", A, "--update", root=server.course,
+                                   db_url=grading.sqlite_url(server.course), capture=True, check=False)
+    assert f"NOT COLLECTED {victim}" in collect.stdout and forger in collect.stdout, collect.stdout
+    assert collected.read_bytes() == before

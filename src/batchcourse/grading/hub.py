@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from nbgrader.exchange.default.collect import ExchangeCollect
+
 from .. import grading
 
 SHARED_EXCHANGE_MODE = 0o1777  # anyone may create their course folder; the sticky bit: nobody may move another's
@@ -101,3 +103,27 @@ def forged_names(assignment: str, exchange: Path | None = None) -> dict[str, lis
         if student != owner:
             forged.setdefault(student, []).append(owner)
     return forged
+
+
+
+class RosterCollect(ExchangeCollect):
+    """nbgrader's collect, Formgrader's Collect button included (autograde/nbgrader_config.py names it), limited
+    like `tasks.py collect`: only the course's students (`roster`), and only submissions their own account made."""
+
+    def init_src(self):
+        super().init_src()
+        try:
+            students, source = roster(self.coursedir.db_url)
+        except RuntimeError as error:
+            self.fail(str(error))
+        kept = []
+        for record in self.src_records:
+            student = record["username"]
+            owner = submission_owner(Path(self.inbound_path) / record["filename"])
+            if student not in students:
+                self.log.warning(f"NOT COLLECTED {student}: not a student of the course (not in {source})")
+            elif owner != student:
+                self.log.error(f"NOT COLLECTED {student}: the submission in this name was made by {owner}")
+            else:
+                kept.append(record)
+        self.src_records = kept
