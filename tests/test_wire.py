@@ -210,3 +210,14 @@ def test_a_huge_layer_described_in_a_small_reply_allocates_nothing():
     tree[2]["arguments"].update(in_features=["i", str(10**6)], out_features=["i", str(10**6)])
     back = wire.Reader(message(tree, writer.blobs)).value()
     assert back.weight.shape == (2, 2) and back.in_features == 10**6
+
+
+def test_the_test_process_can_start_no_program():
+    import subprocess
+    import sys
+
+    code = ("import subprocess\nfrom batchcourse.grading.no_exec import refuse_new_programs\n"
+            "assert refuse_new_programs()\n"
+            "try:\n    subprocess.run(['true'])\nexcept PermissionError:\n    print('refused')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "refused", run.stderr
