@@ -228,7 +228,7 @@ def diagnose_layer(layer, x):
         with_others_changed = layer(others)
     return {"crosstalk": not torch.allclose(alone[0], with_others_changed[0], rtol=1e-6, atol=1e-6),
             "stochastic": not torch.allclose(first, second, rtol=1e-6, atol=1e-6)}
-""", "test_diagnose_layer_leaves_layer", "only"),
+""", "test_diagnose_layer_leaves_layer"),
     ],
 }
 

@@ -91,7 +91,7 @@ def per_sample_gradients(model, loss_fn, x, y):
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), [p for _, p in named]) for i in range(len(x))]
     return {name: torch.stack([row[k] for row in rows]) for k, (name, _) in enumerate(named)}
-""", "test_per_sample_gradients_leaves_model", "only"),
+""", "test_per_sample_gradients_leaves_model"),
         ("unfreezes the frozen parameters to take their gradients, and leaves them unfrozen", """
 def per_sample_gradients(model, loss_fn, x, y):
     names = [name for name, p in model.named_parameters() if p.requires_grad]
@@ -101,7 +101,7 @@ def per_sample_gradients(model, loss_fn, x, y):
     rows = [torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), params) for i in range(len(x))]
     grads = {name: torch.stack([row[k] for row in rows]) for k, (name, _) in enumerate(model.named_parameters())}
     return {name: grads[name] for name in names}
-""", "test_per_sample_gradients_leaves_model", "only"),
+""", "test_per_sample_gradients_leaves_model"),
     ],
     "accumulate_gradients": [
         ("adds the micro-batch mean losses without weighing them", """

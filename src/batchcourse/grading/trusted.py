@@ -148,8 +148,14 @@ def reconcile(target, fresh, allowed: set[str], path: str, changes: list[str]) -
         return
     if target.training != fresh.training:
         changes.append(f"the mode of {path} (train or eval)")
-    if not same_settings(module_settings(target), module_settings(fresh)):
-        changes.append(f"the settings of {path}")
+    if wire.is_listed(type(target)):
+        if not same_settings(module_settings(target), module_settings(fresh)):
+            changes.append(f"the settings of {path}")
+    else:
+        # A class the tests defined: its plain attributes are the test's own records (the batch sizes a
+        # forward saw, say), taken back as they are.
+        for name, value in (wire.plain_attributes(fresh) or {}).items():
+            object.__setattr__(target, name, value)
     _reconcile_parameters(target, fresh, allowed, path, changes)
     _reconcile_buffers(target, fresh, allowed, path, changes)
     _reconcile_children(target, fresh, allowed, path, changes)
@@ -164,6 +170,8 @@ def _reconcile_parameters(target, fresh, allowed, path, changes) -> None:
             continue
         if not same_tensor(old, new):
             changes.append(f"the values of {path}.{name}")
+        elif old.requires_grad != new.requires_grad:
+            changes.append(f"whether {path}.{name} requires grad")
         elif contract.GRADIENTS in allowed:
             with contextlib.suppress(RuntimeError, TypeError):
                 old.grad = new.grad
