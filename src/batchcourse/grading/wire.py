@@ -12,6 +12,7 @@ a small message cannot grow into a large one.
 """
 
 import enum
+import functools
 import inspect
 import json
 import math
@@ -83,7 +84,7 @@ def constructor_arguments(value) -> dict | None:
     """The arguments that rebuild `value` through its class's constructor, read from the attributes of the
     same names (a bias parameter becomes bias=True); None when one is not plain data."""
     arguments = {}
-    for name, parameter in inspect.signature(type(value).__init__).parameters.items():
+    for name, parameter in constructor_parameters(type(value)).items():
         if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) \
                 or _is_factory_argument(type(value), name):
             continue
@@ -98,9 +99,15 @@ def constructor_arguments(value) -> dict | None:
     return arguments
 
 
+@functools.cache
+def constructor_parameters(kind: type):
+    """The parameters of a class's constructor, read once per class (every module of every reply asks)."""
+    return inspect.signature(kind.__init__).parameters
+
+
 def _is_factory_argument(kind: type, name: str) -> bool:
     """torch.nn's device= and dtype= (the tensors that cross carry both), not ToDtype's dtype."""
-    accepted = inspect.signature(kind.__init__).parameters
+    accepted = constructor_parameters(kind)
     return name in FACTORY_ARGUMENTS and all(n in accepted for n in FACTORY_ARGUMENTS)
 
 
@@ -484,7 +491,7 @@ class Reader:
 
     def _construct(self, kind: type, spec: dict):
         arguments = self._settings(spec.get("arguments"), "arguments")
-        accepted = inspect.signature(kind.__init__).parameters
+        accepted = constructor_parameters(kind)
         for name, value in arguments.items():
             if name == "self" or name not in accepted or _is_factory_argument(kind, name) \
                     or not is_plain(value, allow_listed=True):
