@@ -75,6 +75,155 @@ def instance_norm_training_raises(shape):
     return math.prod(shape[1:]) == 1
 """, "test_instance_norm_training_raises_images"),
     ],
+    "batch_of_one_accuracies": [
+        ('measures train mode on the model itself (its forward passes move the running statistics)', """
+def batch_of_one_accuracies(model, images, labels):
+    modes = {layer: layer.training for layer in model.modules()}
+    accuracies = {}
+    with torch.no_grad():
+        for mode in ("eval_mode", "train_mode"):
+            model.eval()
+            if mode == "train_mode":
+                for layer in model.modules():
+                    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                        layer.train()
+            correct = sum((model(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+            accuracies[mode] = correct / len(labels)
+    for layer, training in modes.items():
+        layer.training = training
+    return accuracies
+""", "test_batch_of_one_accuracies_leaves_model"),
+        ('measures eval mode on the copy whose running statistics the train-mode passes moved', """
+def batch_of_one_accuracies(model, images, labels):
+    scored = copy.deepcopy(model).eval()
+    accuracies = {}
+    with torch.no_grad():
+        for mode in ("train_mode", "eval_mode"):
+            for layer in scored.modules():
+                if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                    layer.train(mode == "train_mode")
+            correct = sum((scored(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+            accuracies[mode] = correct / len(labels)
+    return accuracies
+""", "test_batch_of_one_accuracies_values"),
+        ('puts the whole model in train mode (Dropout on too)', """
+def batch_of_one_accuracies(model, images, labels):
+    accuracies = {}
+    for mode in ("train_mode", "eval_mode"):
+        scored = copy.deepcopy(model).train(mode == "train_mode")
+        with torch.no_grad():
+            correct = sum((scored(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+        accuracies[mode] = correct / len(labels)
+    return accuracies
+""", "test_batch_of_one_accuracies_only_batchnorm", 'only'),
+        ('normalizes all the images as one batch in train mode', """
+def batch_of_one_accuracies(model, images, labels):
+    accuracies = {}
+    for mode in ("train_mode", "eval_mode"):
+        scored = copy.deepcopy(model).eval()
+        for layer in scored.modules():
+            if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                layer.train(mode == "train_mode")
+        with torch.no_grad():
+            accuracies[mode] = (scored(images).argmax(dim=1) == labels).float().mean().item()
+    return accuracies
+""", "test_batch_of_one_accuracies_values"),
+        ('restores only the top-level mode', """
+def batch_of_one_accuracies(model, images, labels):
+    was_training = model.training
+    saved = copy.deepcopy(model.state_dict())
+    accuracies = {}
+    with torch.no_grad():
+        for mode in ("train_mode", "eval_mode"):
+            model.eval()
+            if mode == "train_mode":
+                for layer in model.modules():
+                    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                        layer.train()
+            correct = sum((model(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+            accuracies[mode] = correct / len(labels)
+            model.load_state_dict(saved)
+    model.train(was_training)
+    return accuracies
+""", "test_batch_of_one_accuracies_leaves_model", 'only'),
+        ('sets momentum to 0 to keep the running statistics (num_batches_tracked still counts)', """
+def batch_of_one_accuracies(model, images, labels):
+    modes = {layer: layer.training for layer in model.modules()}
+    norms = [layer for layer in model.modules() if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))]
+    momenta = [layer.momentum for layer in norms]
+    accuracies = {}
+    with torch.no_grad():
+        for mode in ("train_mode", "eval_mode"):
+            model.eval()
+            for layer in norms:
+                layer.momentum = 0.0
+                layer.train(mode == "train_mode")
+            correct = sum((model(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+            accuracies[mode] = correct / len(labels)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+    for layer, training in modes.items():
+        layer.training = training
+    return accuracies
+""", "test_batch_of_one_accuracies_leaves_model"),
+        ('turns off track_running_stats for train mode and does not turn it back on', """
+def batch_of_one_accuracies(model, images, labels):
+    modes = {layer: layer.training for layer in model.modules()}
+    norms = [layer for layer in model.modules() if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))]
+    accuracies = {}
+    with torch.no_grad():
+        for mode in ("train_mode", "eval_mode"):
+            model.eval()
+            for layer in norms:
+                layer.track_running_stats = False
+                layer.train(mode == "train_mode")
+            correct = sum((model(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+            accuracies[mode] = correct / len(labels)
+    for layer, training in modes.items():
+        layer.training = training
+    return accuracies
+""", "test_batch_of_one_accuracies_leaves_model", 'only'),
+        ('puts only BatchNorm2d layers in train mode', """
+def batch_of_one_accuracies(model, images, labels):
+    accuracies = {}
+    for mode in ("train_mode", "eval_mode"):
+        scored = copy.deepcopy(model).eval()
+        if mode == "train_mode":
+            for layer in scored.modules():
+                if isinstance(layer, nn.BatchNorm2d):
+                    layer.train()
+        with torch.no_grad():
+            correct = sum((scored(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+        accuracies[mode] = correct / len(labels)
+    return accuracies
+""", "test_batch_of_one_accuracies_values", 'only'),
+        ('forgets eval() for the eval-mode accuracy (uses the mode the model was in)', """
+def batch_of_one_accuracies(model, images, labels):
+    accuracies = {}
+    for mode in ("train_mode", "eval_mode"):
+        scored = copy.deepcopy(model)
+        if mode == "train_mode":
+            scored.eval()
+            for layer in scored.modules():
+                if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                    layer.train()
+        with torch.no_grad():
+            correct = sum((scored(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+        accuracies[mode] = correct / len(labels)
+    return accuracies
+""", "test_batch_of_one_accuracies_values"),
+        ('scores eval mode on all the images at once (wrong when a BatchNorm layer keeps no running statistics)', """
+def batch_of_one_accuracies(model, images, labels):
+    scored = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        eval_accuracy = (scored(images).argmax(dim=1) == labels).float().mean().item()
+        for layer in scored.modules():
+            if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                layer.train()
+        correct = sum((scored(image[None]).argmax(dim=1) == label).item() for image, label in zip(images, labels))
+    return {"train_mode": correct / len(labels), "eval_mode": eval_accuracy}
+""", "test_batch_of_one_accuracies_values"),
+    ],
     "batch_renorm_train": [
         ("lets the gradient flow through r and d", """
 def batch_renorm_train(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5):
@@ -284,6 +433,40 @@ def instance_norm_training_raises(shape):
         ("every position axis of size 1 (none for (N, C))", """
 def instance_norm_training_raises(shape):
     return all(size == 1 for size in list(shape)[2:])
+"""),
+    ],
+    "batch_of_one_accuracies": [
+        ("saves the state_dict and every module's mode, measures on the model itself, restores both", """
+def batch_of_one_accuracies(model, images, labels):
+    saved = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    modes = {name: layer.training for name, layer in model.named_modules()}
+    accuracies = {}
+    try:
+        with torch.no_grad():
+            for mode in ("train_mode", "eval_mode"):
+                model.eval()
+                for layer in model.modules():
+                    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                        layer.train(mode == "train_mode")
+                predictions = torch.cat([model(images[i:i + 1]) for i in range(len(images))]).argmax(dim=1)
+                accuracies[mode] = (predictions == labels).double().mean().item()
+                model.load_state_dict(saved)
+    finally:
+        model.load_state_dict(saved)
+        for name, layer in model.named_modules():
+            layer.training = modes[name]
+    return accuracies
+"""),
+        ('eval mode first, then train mode, on one copy', """
+def batch_of_one_accuracies(model, images, labels):
+    scored = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        eval_accuracy = sum(int(scored(images[i:i + 1]).argmax() == labels[i]) for i in range(len(labels))) / len(labels)
+        for layer in scored.modules():
+            if type(layer).__name__.startswith("BatchNorm"):
+                layer.train()
+        hits = [int(scored(image.unsqueeze(0)).argmax() == label) for image, label in zip(images, labels)]
+    return {"eval_mode": eval_accuracy, "train_mode": sum(hits) / len(hits)}
 """),
     ],
     "batch_renorm_train": [
