@@ -145,7 +145,7 @@ def batch_of_one_accuracies(model, images, labels):
             model.load_state_dict(saved)
     model.train(was_training)
     return accuracies
-""", "test_batch_of_one_accuracies_leaves_model", 'only'),
+""", "test_batch_of_one_accuracies_leaves_model"),
         ('sets momentum to 0 to keep the running statistics (num_batches_tracked still counts)', """
 def batch_of_one_accuracies(model, images, labels):
     modes = {layer: layer.training for layer in model.modules()}
@@ -182,7 +182,7 @@ def batch_of_one_accuracies(model, images, labels):
     for layer, training in modes.items():
         layer.training = training
     return accuracies
-""", "test_batch_of_one_accuracies_leaves_model", 'only'),
+""", "test_batch_of_one_accuracies_leaves_model"),
         ('puts only BatchNorm2d layers in train mode', """
 def batch_of_one_accuracies(model, images, labels):
     accuracies = {}

@@ -28,6 +28,7 @@ PARAMETERS = {
     "values_per_channel": ("shape",),
     "bn_training_raises": ("shape",),
     "instance_norm_training_raises": ("shape",),
+    "batch_of_one_accuracies": ("model", "images", "labels"),
     "batch_renorm_train": ("x", "running_mean", "running_var", "weight", "bias", "r_max", "d_max", "eps"),
     "ghost_batch_norm": ("x", "ghost_batch_size", "weight", "bias", "eps"),
     "group_norm": ("x", "num_groups", "weight", "bias", "eps"),
