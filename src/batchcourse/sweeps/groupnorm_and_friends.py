@@ -5,7 +5,8 @@ for the same number of epochs over the shipped training digits, so that every ba
 same number of times; then it measures the test error in eval mode (BatchNorm uses its running statistics).
 GroupNorm is `models.group_norm`: 4 groups, that is 4 and 8 channels per group.
 
-`python3 tasks.py sweep 06_groupnorm_and_friends` runs the full grid; the notebook runs `sweep` on a small grid live.
+`python3 tasks.py sweep 06_groupnorm_and_friends` runs the full grid. The notebook's live run, `sweep_steps`, gives
+every batch size the same number of optimizer steps instead (a few seconds; a batch of b sees steps·b images).
 """
 
 import time
@@ -13,6 +14,7 @@ import time
 import torch
 
 from .. import data, models
+from .scanner_contrast import train_steps
 
 NORMS = {"BatchNorm": models.batch_norm, "GroupNorm": models.group_norm}
 FULL = {"batch_sizes": [2, 4, 8, 16, 32, 64], "seeds": [0, 1, 2, 3, 4], "epochs": 3, "train_limit": None}
@@ -42,6 +44,23 @@ def sweep(batch_sizes: list[int], seeds: list[int], epochs: int, train_limit: in
     return {norm: {str(size): [round(test_error(norm, size, seed, epochs, train, test), 2) for seed in seeds]
                    for size in batch_sizes}
             for norm in NORMS}
+
+
+def sweep_steps(batch_sizes: list[int], seeds: list[int], steps: int, train_limit: int | None = None) -> dict:
+    """Like `sweep`, but every run makes `steps` optimizer steps (Adam, lr 1e-3) whatever its batch size."""
+    train = data.mnist_tensors(train=True, limit=train_limit)
+    test = data.mnist_tensors(train=False)
+    errors = {}
+    for norm, make_norm in NORMS.items():
+        errors[norm] = {}
+        for size in batch_sizes:
+            runs = []
+            for seed in seeds:
+                torch.manual_seed(seed)
+                model = train_steps(models.MnistCNN(make_norm=make_norm), *train, size, steps, seed)
+                runs.append(round(100.0 * (1.0 - models.accuracy(model.eval(), *test)), 2))
+            errors[norm][str(size)] = runs
+    return errors
 
 
 def mean_and_spread(errors: dict) -> dict:
