@@ -17,6 +17,7 @@ CLAIMS = {
     "eval_batch_size_symptom": {"points": 10.0},
     "bn_small_batch_vs_gn": {"spreads": 3.0},
     "bn_small_batch_vs_no_norm": {"spreads": 3.0},
+    "bn_allows_high_learning_rate": {"spreads": 3.0},
 }
 METRICS = {"test accuracy": 100.0, "test error %": -1.0}  # factor to points where larger is better
 
