@@ -153,9 +153,9 @@ def drop_privileges(uid: int, mode: str) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def main(settings: dict, connection_file: str) -> None:
-    """Isolate this process, then exec `settings["command"]` (default: an ipykernel) with {connection_file}
-    replaced by a private copy of `connection_file` in the sandbox's folder."""
+def isolate(settings: dict, connection_file: str) -> tuple[list[str], dict[str, str]]:
+    """Isolate this process (see the module docstring); returns the kernel's command, with {connection_file}
+    replaced by a private copy of `connection_file` in the sandbox's folder, and its environment."""
     folder, uid, mode = Path(settings["folder"]), settings["uid"], settings.get("mode", "root")
     owner = uid if mode == "root" else 0
     private = folder / "connection.json"
@@ -178,7 +178,12 @@ def main(settings: dict, connection_file: str) -> None:
     env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
                MPLBACKEND="module://matplotlib_inline.backend_inline", TMPDIR=str(home))
     command = settings.get("command") or [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    argv = [part.replace("{connection_file}", str(private)) for part in command]
+    return [part.replace("{connection_file}", str(private)) for part in command], env
+
+
+def main(settings: dict, connection_file: str) -> None:
+    """Isolate this process, then exec `settings["command"]` (default: an ipykernel)."""
+    argv, env = isolate(settings, connection_file)
     os.execve(argv[0], argv, env)
 
 

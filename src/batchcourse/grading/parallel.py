@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import grading
 from . import lifetime
+from .sandbox import shared_kernel_source
 from .trusted_execute import shared_test_processes
 
 SQLITE_BUSY_SECONDS = 120
@@ -178,7 +179,7 @@ def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = No
         progress.finished(student, time.monotonic() - start, cause)
         return cause
 
-    with shared_test_processes(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with shared_test_processes(), shared_kernel_source(), ThreadPoolExecutor(max_workers=workers) as pool:
         causes = dict(zip(students, pool.map(grade_one, students)))
     progress.close()
     return {student: cause for student, cause in causes.items() if cause}

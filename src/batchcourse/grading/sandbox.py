@@ -28,6 +28,7 @@ limit per submission kills it from outside. Limits that were hit are written int
 metadata for the tamper report, and the test cells that did not run fail with a sentence that says why.
 """
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -51,6 +52,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
 from . import is_test_cell, lifetime
+from .kernel_source import KernelSource
 from .lifetime import dies_with_parent
 from .trusted_execute import TrustedTests
 
@@ -60,6 +62,8 @@ KERNEL_USERS = 100000
 ROOT, USER_NAMESPACE = "root", "user namespace"
 NAMESPACES = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc"]
 FOLDER_PREFIX = "batchcourse-sandbox-"  # then the run's id, "-" and mkdtemp's letters
+KERNEL_SOURCE_VARIABLE = "BATCHCOURSE_KERNEL_SOURCE"  # the socket of the grading command's kernel source
+PRELOADED_VARIABLE = "BATCHCOURSE_PRELOADED_KERNELS"  # "0": every kernel starts as a new process
 
 
 class SandboxUnavailable(RuntimeError):
@@ -162,17 +166,61 @@ def release_uid(mode: str, uid: int, lock: int) -> None:
         os.close(counter)
 
 
+def sandbox_settings(mode: str, folder: Path, uid: int, memory_mb: int, max_processes: int,
+                     command: list[str] | None = None) -> dict:
+    return {"folder": str(folder), "uid": uid, "mode": mode, "memory_mb": memory_mb,
+            "max_processes": max_processes, "command": command}
+
+
 def sandbox_argv(mode: str, folder: Path, uid: int, memory_mb: int = 4096, max_processes: int = 256,
                  command: list[str] | None = None) -> list[str]:
     """The command that runs `command` isolated (see the module docstring), as `uid`, with `folder` its only
     folder shared with the grader; append the connection file's path. `command` defaults to an ipykernel;
     "{connection_file}" in it becomes the private copy of that file. The sandbox ends when the thread that
     started it does (lifetime.py)."""
-    settings = {"folder": str(folder), "uid": uid, "mode": mode, "memory_mb": memory_mb,
-                "max_processes": max_processes, "command": command}
+    settings = sandbox_settings(mode, folder, uid, memory_mb, max_processes, command)
     user = ["--user", "--map-root-user"] if mode == USER_NAMESPACE else []
     return dies_with_parent(["unshare", *user, *NAMESPACES, "--kill-child", sys.executable, "-m",
                              "batchcourse.grading.kernel_launcher", json.dumps(settings)])
+
+
+_own_source: KernelSource | None = None
+
+
+def kernel_source(log=None) -> KernelSource | None:
+    """Where this process's sandboxed kernels come from (kernel_source.py): the grading command's source,
+    shared by all its nbgrader processes, or one of this process's own. None when preloaded kernels are
+    switched off or the source cannot start: kernels then start as new processes, as `sandbox_argv` says."""
+    global _own_source
+    if os.environ.get(PRELOADED_VARIABLE, "1") == "0":
+        return None
+    shared = os.environ.get(KERNEL_SOURCE_VARIABLE)
+    if shared and Path(shared).exists():
+        return KernelSource(shared)
+    if _own_source is None or not _own_source.alive():
+        try:
+            _own_source = KernelSource.start()
+        except (OSError, RuntimeError) as error:
+            if log is not None:
+                log.warning("kernels start as new processes: %s", error)
+            return None
+        atexit.register(_own_source.close)
+    return _own_source
+
+
+@contextlib.contextmanager
+def shared_kernel_source():
+    """One kernel source for every nbgrader process started in the block (`grade --workers`)."""
+    if os.environ.get(PRELOADED_VARIABLE, "1") == "0" or sandbox_mode()[1]:
+        yield None
+        return
+    source = KernelSource.start()
+    os.environ[KERNEL_SOURCE_VARIABLE] = source.socket
+    try:
+        yield source
+    finally:
+        os.environ.pop(KERNEL_SOURCE_VARIABLE, None)
+        source.close()
 
 
 @contextlib.contextmanager
@@ -297,8 +345,13 @@ class SandboxedExecute(TrustedTests, Execute):
             run_sync(km.cleanup_resources)()
 
     def _sandboxed_kernel_manager(self, folder: Path, uid: int, mode: str = ROOT) -> AsyncKernelManager:
+        source = kernel_source(self.log)
+        if source is None:
+            command = sandbox_argv(mode, folder, uid, self.memory_mb, self.max_processes)
+        else:
+            command = source.argv(sandbox_settings(mode, folder, uid, self.memory_mb, self.max_processes))
         spec = KernelSpec(
-            argv=[*sandbox_argv(mode, folder, uid, self.memory_mb, self.max_processes), "{connection_file}"],
+            argv=[*command, "{connection_file}"],
             display_name="Python 3 (sandboxed)", language="python", interrupt_mode="message",
         )
         return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_OneSpec(spec),
