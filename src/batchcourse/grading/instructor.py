@@ -73,10 +73,19 @@ def write_exports(root: Path, db_url: str, assignments: list[str]) -> None:
 def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False, workers: int | None = None,
           part: tuple[int, int] | None = None) -> int:
     """`workers` submissions are graded at once (default: one per core); `part` (K, N) grades only slice K
-    of N of the students, for several graders sharing one PostgreSQL gradebook (see parallel.py)."""
-    from .tamper import write_report
+    of N of the students, for several graders sharing one PostgreSQL gradebook (see parallel.py). One kernel
+    source serves every kernel of the command (kernel_source.py)."""
+    from .sandbox import shared_kernel_source
 
     assignments = assignments or grading.course_assignments(root)
+    with shared_kernel_source():
+        return _grade(root, db_url, assignments, collect, workers, part)
+
+
+def _grade(root: Path, db_url: str, assignments: list[str], collect: bool, workers: int | None,
+           part: tuple[int, int] | None) -> int:
+    from .tamper import write_report
+
     try:
         downloads, problems = prepare(root, db_url, assignments, collect)
     except (grading.GradingStopped, RuntimeError) as error:

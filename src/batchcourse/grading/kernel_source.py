@@ -71,7 +71,8 @@ class KernelSource:
         env.update(HOME=str(folder), TMPDIR=str(folder))
         log = open(folder / "log.txt", "w+")
         process = subprocess.Popen(dies_with_parent([sys.executable, "-m", __name__, "serve", socket_path]),
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=folder, env=env)
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=folder, env=env,
+                                   start_new_session=True)
         source = cls(socket_path, process, folder)
         deadline = time.monotonic() + startup_seconds
         while not Path(socket_path).exists():
@@ -155,12 +156,15 @@ def retitle(title: str) -> None:
     ctypes.memmove(start, text + b"\0" * (end - start - len(text)), end - start)
 
 
-def become_kernel(request: dict) -> None:
-    """In a child of the source: enter the sandbox and run the kernel in this process; never returns."""
-    from . import kernel_launcher
+def become_kernel(request: dict, source: int) -> None:
+    """In a child of the source (process `source`): enter the sandbox and run the kernel in this process;
+    never returns."""
+    from . import kernel_launcher, lifetime
 
     code = 0
     try:
+        lifetime.die_with_parent(source)
+        os.setsid()  # a group of its own: a kernel's kill(0, ...) must reach no process of the grader's group
         settings = request["settings"]
         enter_new_namespaces(settings.get("mode", "root"))
         argv, env = kernel_launcher.isolate(settings, request["connection_file"])
@@ -237,6 +241,7 @@ def _start(listener, selector, kernels) -> None:
     except (OSError, ValueError):
         connection.close()
         return
+    source = os.getpid()
     pid = os.fork()
     if pid == 0:
         selector.close()
@@ -246,7 +251,7 @@ def _start(listener, selector, kernels) -> None:
             if other is not None:
                 other.close()
         connection.close()
-        become_kernel(request)
+        become_kernel(request, source)
     pidfd = os.pidfd_open(pid)
     kernels[pid] = [connection, pidfd]
     selector.register(connection, selectors.EVENT_READ, ("command gone", pid))

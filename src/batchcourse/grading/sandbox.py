@@ -13,6 +13,10 @@ writes the gradebook after, but the kernel it talks to starts inside `sandbox_ar
                                 but its own /tmp and /dev/shm; then becomes a user of its own with limits on
                                 memory, processes and file size, and becomes the kernel.
 
+The kernel is forked from a preloaded kernel source (kernel_source.py), whose child makes the same namespaces
+itself and then isolates itself with the same code (kernel_launcher.isolate); the command above is the way
+when the source is switched off (BATCHCOURSE_PRELOADED_KERNELS=0) or cannot start.
+
 Two modes. As root ("root"): a fresh uid per submission, control groups for memory and processes.
 As a normal user where the Linux kernel allows unprivileged user namespaces ("user namespace"):
 `--user --map-root-user`, rlimits instead of control groups, and the kernel runs as the grader's own
@@ -210,11 +214,21 @@ def kernel_source(log=None) -> KernelSource | None:
 
 @contextlib.contextmanager
 def shared_kernel_source():
-    """One kernel source for every nbgrader process started in the block (`grade --workers`)."""
+    """One kernel source for every nbgrader process started in the block (`grade`, all its workers); the one
+    already shared, inside another such block. None (each nbgrader process then starts its own, or none)
+    when preloaded kernels are off, there is no sandbox, or the source does not start."""
+    shared = os.environ.get(KERNEL_SOURCE_VARIABLE)
+    if shared and Path(shared).exists():
+        yield KernelSource(shared)
+        return
     if os.environ.get(PRELOADED_VARIABLE, "1") == "0" or sandbox_mode()[1]:
         yield None
         return
-    source = KernelSource.start()
+    try:
+        source = KernelSource.start()
+    except (OSError, RuntimeError):
+        yield None
+        return
     os.environ[KERNEL_SOURCE_VARIABLE] = source.socket
     try:
         yield source
