@@ -48,6 +48,17 @@ def ensure_exchange(root: Path = REPO_ROOT) -> None:
     Path(nbgrader_config(root).Exchange.root).mkdir(exist_ok=True)
 
 
+def nbgrader_arguments(args, root: Path, db_url: str | None) -> list[str]:
+    """An nbgrader command's arguments (after `nbgrader`) on the course at `root`."""
+    return [*args, f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url={db_url or default_db_url(root)}"]
+
+
+def nbgrader_environment() -> dict[str, str]:
+    """The environment nbgrader runs in: the course's configuration, this environment's commands first."""
+    return dict(os.environ, JUPYTER_CONFIG_PATH=str(AUTOGRADE_DIR), JUPYTER_PLATFORM_DIRS="1",
+                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
 def run_nbgrader(*args: str, root: Path = REPO_ROOT, db_url: str | None = None,
                  capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
     """Run an nbgrader command on the course at `root`; unless `check` is False, raise with its output if it fails.
@@ -55,13 +66,8 @@ def run_nbgrader(*args: str, root: Path = REPO_ROOT, db_url: str | None = None,
     The nbgrader process is killed when the thread that runs it ends (lifetime.py)."""
     from .lifetime import dies_with_parent
 
-    command = dies_with_parent([
-        sys.executable, "-m", "nbgrader", *args,
-        f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url={db_url or default_db_url(root)}",
-    ])
-    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(AUTOGRADE_DIR), JUPYTER_PLATFORM_DIRS="1",
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    result = subprocess.run(command, cwd=root, env=env, text=True,
+    command = dies_with_parent([sys.executable, "-m", "nbgrader", *nbgrader_arguments(args, root, db_url)])
+    result = subprocess.run(command, cwd=root, env=nbgrader_environment(), text=True,
                             stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
     if check and result.returncode != 0:
         output = f":\n{result.stdout}" if capture else ""

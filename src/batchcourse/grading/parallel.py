@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import grading
-from . import lifetime
+from . import grader_source, lifetime
+from .grader_source import shared_grader_source
 from .sandbox import shared_kernel_source
 from .trusted_execute import shared_test_processes
 
@@ -60,8 +61,9 @@ def graded_notebook(assignment: str, root: Path, student: str) -> Path:
     return root / "autograde" / "autograded" / student / assignment / f"{assignment}.ipynb"
 
 
-def grade_student(assignment: str, root: Path, db_url: str, student: str) -> str | None:
-    """Autograde one student's submission in its own nbgrader process; None when graded, else why not.
+def grade_student(assignment: str, root: Path, db_url: str, student: str, graders: str | None = None) -> str | None:
+    """Autograde one student's submission in its own nbgrader process (forked by the grader server at socket
+    `graders`, grader_source.py, when given); None when graded, else why not.
 
     While it runs, a mark says so (grading.grading_mark): when the whole run is killed, the next one knows
     that this student's autograded notebook, if any, is not a grade."""
@@ -69,7 +71,7 @@ def grade_student(assignment: str, root: Path, db_url: str, student: str) -> str
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(lifetime.run_id())
     try:
-        return _grade_student(assignment, root, db_url, student)
+        return _grade_student(assignment, root, db_url, student, graders)
     finally:
         mark.unlink(missing_ok=True)
 
@@ -83,10 +85,13 @@ def forget_interrupted(assignment: str, root: Path, part: tuple[int, int] | None
     return students
 
 
-def _grade_student(assignment: str, root: Path, db_url: str, student: str) -> str | None:
+def _grade_student(assignment: str, root: Path, db_url: str, student: str, graders: str | None) -> str | None:
+    args = ("autograde", assignment, "--force", f"--student={glob.escape(student)}")
     try:
-        run = grading.run_nbgrader("autograde", assignment, "--force", f"--student={glob.escape(student)}",
-                                   root=root, db_url=worker_db_url(db_url), capture=True, check=False)
+        if graders:
+            run = grader_source.run_forked(graders, *args, root=root, db_url=worker_db_url(db_url))
+        else:
+            run = grading.run_nbgrader(*args, root=root, db_url=worker_db_url(db_url), capture=True, check=False)
     except Exception as error:  # noqa: BLE001 - a grader that cannot even start must not stop the others
         run, cause = None, f"the grader process failed to run: {type(error).__name__}: {error}"
     if run is not None and run.returncode == 0 and graded_notebook(assignment, root, student).is_file():
@@ -175,11 +180,12 @@ def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = No
             return "grading was stopped before this submission"
         progress.started(student)
         start = time.monotonic()
-        cause = grade_student(assignment, root, db_url, student)
+        cause = grade_student(assignment, root, db_url, student, graders)
         progress.finished(student, time.monotonic() - start, cause)
         return cause
 
-    with shared_test_processes(), shared_kernel_source(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with shared_test_processes(), shared_kernel_source(), shared_grader_source() as graders, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
         causes = dict(zip(students, pool.map(grade_one, students)))
     progress.close()
     return {student: cause for student, cause in causes.items() if cause}

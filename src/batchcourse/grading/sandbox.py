@@ -15,7 +15,7 @@ writes the gradebook after, but the kernel it talks to starts inside `sandbox_ar
 
 The kernel is forked from a preloaded kernel source (kernel_source.py), whose child makes the same namespaces
 itself and then isolates itself with the same code (kernel_launcher.isolate); the command above is the way
-when the source is switched off (BATCHCOURSE_PRELOADED_KERNELS=0) or cannot start.
+when the source is switched off (BATCHCOURSE_PRELOADED=0) or cannot start.
 
 Two modes. As root ("root"): a fresh uid per submission, control groups for memory and processes.
 As a normal user where the Linux kernel allows unprivileged user namespaces ("user namespace"):
@@ -67,7 +67,7 @@ ROOT, USER_NAMESPACE = "root", "user namespace"
 NAMESPACES = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc"]
 FOLDER_PREFIX = "batchcourse-sandbox-"  # then the run's id, "-" and mkdtemp's letters
 KERNEL_SOURCE_VARIABLE = "BATCHCOURSE_KERNEL_SOURCE"  # the socket of the grading command's kernel source
-PRELOADED_VARIABLE = "BATCHCOURSE_PRELOADED_KERNELS"  # "0": every kernel starts as a new process
+PRELOADED_VARIABLE = "BATCHCOURSE_PRELOADED"  # "0": every kernel and grader starts as a new process
 
 
 class SandboxUnavailable(RuntimeError):
