@@ -123,15 +123,16 @@ class ForkServer:
 
     def __init__(self, socket_path: str, process=None, folder: Path | None = None):
         self.socket, self.process, self.folder = socket_path, process, folder
+        self.name, self.log = "fork", None
 
     @classmethod
     def start(cls, name: str, preload: list[str], handler: str, env: dict[str, str],
-              startup_seconds: float = 120, title_room: int = 0) -> "ForkServer":
+              startup_seconds: float = 120, title_room: int = 0, wait: bool = True) -> "ForkServer":
         """Start a server (its folder and log are named after `name`) with environment `env`; its children can
-        show command lines (`retitle`) of about its own length plus `title_room` characters."""
+        show command lines (`retitle`) of about its own length plus `title_room` characters. Unless `wait`,
+        return at once: `ready` waits for it."""
         import subprocess
         import tempfile
-        import time
 
         from .lifetime import dies_with_parent
 
@@ -142,15 +143,26 @@ class ForkServer:
         process = subprocess.Popen(dies_with_parent(command), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                    cwd=folder, env=env, start_new_session=True)
         server = cls(socket_path, process, folder)
-        deadline = time.monotonic() + startup_seconds
-        while not Path(socket_path).exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                message = log.read()[-2000:] or f"exit code {process.poll()}"
-                server.close()
-                raise RuntimeError(f"the {name} server did not start: {message}")
-            time.sleep(0.05)
+        server.name, server.log = name, log
+        if wait:
+            server.ready(startup_seconds)
         return server
+
+    def ready(self, startup_seconds: float = 120) -> "ForkServer":
+        """Wait until the server takes requests; raise RuntimeError (and close it) if it ended or took too long."""
+        import time
+
+        deadline = time.monotonic() + startup_seconds
+        while not Path(self.socket).exists():
+            if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
+                message = "no process"
+                if self.log is not None:
+                    self.log.seek(0)
+                    message = self.log.read()[-2000:] or f"exit code {self.process.poll()}"
+                self.close()
+                raise RuntimeError(f"the {self.name} server did not start: {message}")
+            time.sleep(0.05)
+        return self
 
     def alive(self) -> bool:
         return Path(self.socket).exists() and (self.process is None or self.process.poll() is None)
@@ -161,6 +173,8 @@ class ForkServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.log is not None:
+            self.log.close()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
 

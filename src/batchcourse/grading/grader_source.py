@@ -54,20 +54,26 @@ def run_forked(socket_path: str, *args: str, root: Path, db_url: str) -> subproc
 
 @contextlib.contextmanager
 def shared_grader_source():
-    """A grader server for the nbgrader processes of the block (its socket, or None where it cannot start:
-    they then start as new processes)."""
+    """A grader server for the nbgrader processes of the block, started without waiting for it (`socket`
+    waits); None where preloading is off: graders then start as new processes."""
     from .sandbox import PRELOADED_VARIABLE
 
     if os.environ.get(PRELOADED_VARIABLE, "1") == "0":
         yield None
         return
-    env = grading.nbgrader_environment()
+    server = forkserver.ForkServer.start("graders", PRELOADED, f"{__name__}:grade_here", grading.nbgrader_environment(),
+                                         title_room=1024, wait=False)
     try:
-        server = forkserver.ForkServer.start("graders", PRELOADED, f"{__name__}:grade_here", env, title_room=1024)
-    except (OSError, RuntimeError):
-        yield None
-        return
-    try:
-        yield server.socket
+        yield server
     finally:
         server.close()
+
+
+def socket(server: forkserver.ForkServer | None) -> str | None:
+    """The server's socket once it takes requests; None (graders start as new processes) if it did not start."""
+    if server is None:
+        return None
+    try:
+        return server.ready().socket
+    except RuntimeError:
+        return None

@@ -1,19 +1,18 @@
 """Sandboxed kernels forked from a preloaded process: a submission's kernel starts in milliseconds.
 
-A new kernel process spends seconds importing torch and ipykernel before it runs a line of the student's
-code, for every submission. A kernel source is a clean process that imports them once and waits: for each
-submission, the kernel command that nbgrader starts (`python -I forkserver.py ask ...`, standard library
-only) asks it for a kernel through a Unix socket in a private folder (forkserver.py). The source forks; the child makes the
-sandbox's namespaces itself (what `unshare` does for a new process, sandbox.py), isolates itself exactly as
-kernel_launcher.py does, drops every capability, and becomes the kernel. The source never runs student code,
-reads no course file and holds nothing secret: it has the environment a kernel gets, and each kernel is a
-fresh copy of it, so nothing of one submission reaches the next.
+A new kernel process spends seconds importing torch and ipykernel before it runs a line of the student's code,
+for every submission. A kernel source is a fork server (forkserver.py) that imports them once and waits: for each
+submission, the kernel command that nbgrader starts (`python -I forkserver.py ask ...`, standard library only)
+asks it for a kernel. The source forks; the child makes the sandbox's namespaces itself (what `unshare` does for a
+new process, sandbox.py), isolates itself exactly as kernel_launcher.py does, drops every capability, and becomes
+the kernel. The source never runs student code, reads no course file and holds nothing secret: it has the
+environment a kernel gets, and each kernel is a fresh copy of it, so nothing of one submission reaches the next.
 
-Lifetimes (lifetime.py): the source dies with the process that started it, each child with the source, and
-the kernel (the first process of its PID namespace, so everything it starts too) with that child. The kernel
-command holds its connection to the source while the kernel lives and exits with the kernel's exit code; when
-the kernel command is killed (nbgrader stopping the kernel, the wall-clock limit, a killed grader), the source
-sees the connection close and kills that kernel's sandbox.
+Lifetimes (lifetime.py): the source dies with the process that started it, each child with the source, and the
+kernel (the first process of its PID namespace, so everything it starts too) with that child. The kernel command
+holds its connection to the source while the kernel lives and exits with the kernel's exit code; when the kernel
+command is killed (nbgrader stopping the kernel, the wall-clock limit, a killed grader), the source sees the
+connection close and kills that kernel's sandbox.
 """
 
 import ctypes
@@ -39,13 +38,12 @@ class KernelSource(forkserver.ForkServer):
     """A running source (see the module docstring); `argv` is a kernel's command."""
 
     @classmethod
-    def start(cls, startup_seconds: float = 120) -> "KernelSource":
+    def start(cls, startup_seconds: float = 120, wait: bool = True) -> "KernelSource":
         from .lifetime import RUN_VARIABLE
 
         env = {key: value for key, value in os.environ.items()
                if key.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_", RUN_VARIABLE))}
-        server = forkserver.ForkServer.start("kernels", PRELOADED, f"{__name__}:become_kernel", env, startup_seconds)
-        return cls(server.socket, server.process, server.folder)
+        return super().start("kernels", PRELOADED, f"{__name__}:become_kernel", env, startup_seconds, wait=wait)
 
     def argv(self, settings: dict) -> list[str]:
         """The kernel command nbgrader starts, before the connection file's path."""

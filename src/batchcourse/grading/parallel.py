@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import grading
 from . import grader_source, lifetime
 from .grader_source import shared_grader_source
-from .sandbox import shared_kernel_source
+from .sandbox import settle, shared_kernel_source
 from .trusted_execute import shared_test_processes
 
 SQLITE_BUSY_SECONDS = 120
@@ -184,8 +184,11 @@ def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = No
         progress.finished(student, time.monotonic() - start, cause)
         return cause
 
-    with shared_test_processes(), shared_kernel_source(), shared_grader_source() as graders, \
-            ThreadPoolExecutor(max_workers=workers) as pool:
+    # The grader and kernel servers import while the test processes' server starts.
+    with shared_grader_source() as grader_server, shared_kernel_source(wait=False) as kernel_server, \
+            shared_test_processes(), ThreadPoolExecutor(max_workers=workers) as pool:
+        graders = grader_source.socket(grader_server)
+        settle(kernel_server)
         causes = dict(zip(students, pool.map(grade_one, students)))
     progress.close()
     return {student: cause for student, cause in causes.items() if cause}

@@ -213,10 +213,11 @@ def kernel_source(log=None) -> KernelSource | None:
 
 
 @contextlib.contextmanager
-def shared_kernel_source():
+def shared_kernel_source(wait: bool = True):
     """One kernel source for every nbgrader process started in the block (`grade`, all its workers); the one
     already shared, inside another such block. None (each nbgrader process then starts its own, or none)
-    when preloaded kernels are off, there is no sandbox, or the source does not start."""
+    when preloaded kernels are off, there is no sandbox, or the source does not start. Unless `wait`, the
+    block begins while the source starts: call `settle` on it before grading."""
     shared = os.environ.get(KERNEL_SOURCE_VARIABLE)
     if shared and Path(shared).exists():
         yield KernelSource(shared)
@@ -225,7 +226,7 @@ def shared_kernel_source():
         yield None
         return
     try:
-        source = KernelSource.start()
+        source = KernelSource.start(wait=wait)
     except (OSError, RuntimeError):
         yield None
         return
@@ -235,6 +236,16 @@ def shared_kernel_source():
     finally:
         os.environ.pop(KERNEL_SOURCE_VARIABLE, None)
         source.close()
+
+
+def settle(source: KernelSource | None) -> None:
+    """Wait for a shared source started without waiting; if it does not start, kernels start without it."""
+    if source is None:
+        return
+    try:
+        source.ready()
+    except RuntimeError:
+        os.environ.pop(KERNEL_SOURCE_VARIABLE, None)
 
 
 @contextlib.contextmanager
