@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
 from batchcourse import grading
@@ -25,7 +26,7 @@ def test_self_check_exit_codes(tmp_path):
     solved = grading.make_submission(grading.read(NOTEBOOKS_DIR / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
                                      grading.solution_code(grading.read(SOLUTIONS_DIR / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")))
     path = tmp_path / f"{ASSIGNMENT}.ipynb"
-    grading.nbformat.write(solved, path)
+    nbformat.write(solved, path)
     result = cli("check", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "visible tests give 3 of 3 points; 0 failed" in result.stdout

@@ -16,6 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from batchcourse import cli, grading
@@ -74,12 +75,12 @@ def day(tmp_path_factory):
     student, solution = notebooks(root)
     half = grading.make_submission(student, {"stack_images": solution["stack_images"], "split_batch": HALF_WRONG})
     write_download(root, {
-        f"ada_1234_5678_{A}.ipynb": (grading.nbformat.writes(grading.make_submission(student, solution)), ZIP_TIME),
-        f"ben_1240_5690_{A}.ipynb": (grading.nbformat.writes(half), ZIP_TIME),
-        f"bob_LATE_1235_5679_{A}-1.ipynb": (grading.nbformat.writes(student), LATE_TIME),
+        f"ada_1234_5678_{A}.ipynb": (nbformat.writes(grading.make_submission(student, solution)), ZIP_TIME),
+        f"ben_1240_5690_{A}.ipynb": (nbformat.writes(half), ZIP_TIME),
+        f"bob_LATE_1235_5679_{A}-1.ipynb": (nbformat.writes(student), LATE_TIME),
         f"dave_1236_5680_{A}.ipynb": ('{"cells": [', ZIP_TIME),
-        f"{A}.ipynb": (grading.nbformat.writes(student), ZIP_TIME),
-        f"carl_1237_5681_01_conv_batch_independence.ipynb": (grading.nbformat.writes(student), ZIP_TIME),
+        f"{A}.ipynb": (nbformat.writes(student), ZIP_TIME),
+        f"carl_1237_5681_01_conv_batch_independence.ipynb": (nbformat.writes(student), ZIP_TIME),
         "eve_1238_5682_notes.pdf": ("%PDF-1.4", ZIP_TIME),
     })
     graded = cli_run("grade", "--zip", "--course-root", str(root), A)
@@ -299,7 +300,7 @@ def test_notebook_problems(tmp_path):
     assert grading.notebook_problem(tmp_path / "list.ipynb").startswith("JSON, but not a notebook")
     assert grading.notebook_problem(tmp_path / "bad.ipynb").startswith("not a valid notebook")
     good = tmp_path / "good.ipynb"
-    grading.nbformat.write(grading.nbformat.v4.new_notebook(), good)
+    nbformat.write(nbformat.v4.new_notebook(), good)
     assert grading.notebook_problem(good) is None
 
 
