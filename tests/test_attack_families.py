@@ -3,12 +3,13 @@
 The variants are tests/attacks.py's ISSUE_FAMILIES (any assignment) and each assignment's ISSUE_ATTACKS
 in tests/cases/<id>.py. One batch per assignment is graded: an honest submission (must keep full marks),
 a blank one, the wrong answer the generic variants carry (their baseline: a test cell per skill may give it
-partial credit), and the variants (the generic ones shared out between the two assignments to keep the run
-short). Each variant is then its own test. While test cells ran in the student's kernel, 36 of these variants
-won full marks with a wrong answer (measured on 01 and 04); with the tests in a process of their own, none may.
+partial credit), and the variants. The generic ones attack the kernel, not a task, so they are all graded on
+01, whose notebook runs fastest; 04 gets its own. The two batches are separate fixtures, so two test workers
+grade them side by side. Each variant is then its own test. While test cells ran in the student's kernel, 36 of
+these variants won full marks with a wrong answer (measured on 01 and 04); with the tests in a process of their
+own, none may.
 """
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,14 +39,12 @@ def wrong_answer(cases, function: str) -> str:
     return next(answer[1] for answer in cases.WRONG[function] if "torch" not in answer[0])
 
 
-def variants_for(assignment: str, share: int | None = None) -> list[Variant]:
-    """The variants graded on `assignment`: its own, and the generic ones (every `share`-th of them when given)."""
+def variants_for(assignment: str) -> list[Variant]:
+    """The variants graded on `assignment`: its own, and on the first of the pair the generic ones."""
     cases = load_cases(assignment)
     chosen = []
     generic = [(family, name, build) for family, table in attacks.ISSUE_FAMILIES.items() for name, build in table.items()]
-    if share is not None:
-        generic = generic[share::len(PAIR)]
-    for family, name, build in generic:
+    for family, name, build in generic if assignment == PAIR[0] else ():
         chosen.append(Variant(family, name, None, build))
     for family, table in getattr(cases, "ISSUE_ATTACKS", {}).items():
         for name, (function, code) in table.items():
@@ -99,37 +98,53 @@ def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tu
     return outcomes, honest_full, run.stdout
 
 
-@pytest.fixture(scope="module")
-def graded_pair(tmp_path_factory):
-    results = {}
+def graded(assignment: str, tmp_path_factory) -> tuple[dict, bool, str]:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in GRADING_ENV.items():
             patch.setenv(key, value)
-        for share, assignment in enumerate(PAIR):
-            outcomes, honest_full, output = grade_variants(assignment, variants_for(assignment, share),
-                                                           tmp_path_factory.mktemp(assignment))
-            results[assignment] = (outcomes, honest_full, output)
-    return results
+        return grade_variants(assignment, variants_for(assignment), tmp_path_factory.mktemp(assignment))
 
 
-def _params():
-    params = []
-    for share, assignment in enumerate(PAIR):
-        for variant in variants_for(assignment, share):
-            key = (variant.family, variant.name)
-            params.append(pytest.param(assignment, key, id=f"{assignment[:2]}: {variant.family}: {variant.name}"))
-    return params
+@pytest.fixture(scope="module")
+def graded_01(tmp_path_factory):
+    return graded(PAIR[0], tmp_path_factory)
 
 
-def test_honest_submission_keeps_full_marks(graded_pair):
-    for assignment, (_, honest_full, output) in graded_pair.items():
-        assert honest_full, f"the honest submission lost points on {assignment} in a batch with the attacks:\n{output[-3000:]}"
+@pytest.fixture(scope="module")
+def graded_04(tmp_path_factory):
+    return graded(PAIR[1], tmp_path_factory)
 
 
-@pytest.mark.parametrize("assignment, variant", _params())
-def test_variant_gains_nothing(graded_pair, assignment, variant):
-    outcome = graded_pair[assignment][0][variant]
+def _params(assignment: str):
+    return [pytest.param((v.family, v.name), id=f"{v.family}: {v.name}") for v in variants_for(assignment)]
+
+
+def check_honest(assignment: str, result) -> None:
+    _, honest_full, output = result
+    assert honest_full, f"the honest submission lost points on {assignment} in a batch with the attacks:\n{output[-3000:]}"
+
+
+def check_variant(result, variant) -> None:
+    outcome = result[0][variant]
     assert outcome.graded, f"{variant[1]}: the submission could not be graded, so it is missing from the grades"
     assert outcome.gained <= 0, f"{variant[1]}: gained {outcome.gained:g} points with a wrong answer"
     assert outcome.graded_bytes <= MAX_GRADED_NOTEBOOK_BYTES, (
         f"{variant[1]}: the autograded notebook holds {outcome.graded_bytes / 2**20:.1f} MB")
+
+
+def test_honest_submission_keeps_full_marks_01(graded_01):
+    check_honest(PAIR[0], graded_01)
+
+
+def test_honest_submission_keeps_full_marks_04(graded_04):
+    check_honest(PAIR[1], graded_04)
+
+
+@pytest.mark.parametrize("variant", _params(PAIR[0]))
+def test_variant_gains_nothing_01(graded_01, variant):
+    check_variant(graded_01, variant)
+
+
+@pytest.mark.parametrize("variant", _params(PAIR[1]))
+def test_variant_gains_nothing_04(graded_04, variant):
+    check_variant(graded_04, variant)

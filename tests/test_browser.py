@@ -95,6 +95,15 @@ def test_labextensions_are_enabled_and_compatible():
     assert "enabled" in line and "OK" in line, f"nbgrader's JupyterLab extension is not enabled and compatible:\n{listing}"
 
 
+def printed_text(path: Path) -> str:
+    """What the code cells of the saved notebook at `path` printed."""
+    try:
+        saved = grading.read(path)
+    except Exception:  # noqa: BLE001 - a file caught halfway through its save
+        return ""
+    return "".join(o.get("text", "") for c in saved.cells if c.cell_type == "code" for o in c.outputs)
+
+
 def test_student_and_instructor_in_the_browser(lab_server):
     ensure_chromium()
     from playwright.sync_api import sync_playwright
@@ -116,8 +125,11 @@ def test_student_and_instructor_in_the_browser(lab_server):
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
         page.keyboard.press("Control+s")
         page.screenshot(path=str(ARTIFACTS / "2-run-all.png"))
-        saved = grading.read(course / "notebooks" / FIRST / f"{FIRST}.ipynb")
-        printed = "".join(o.get("text", "") for c in saved.cells if c.cell_type == "code" for o in c.outputs)
+        deadline = time.monotonic() + 60  # the save is asynchronous: wait for the file to hold the outputs
+        while "MNIST subset" not in (printed := printed_text(course / "notebooks" / FIRST / f"{FIRST}.ipynb")):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert "MNIST subset" in printed, "the environment check printed nothing after Run All"
 
         page.locator(".validate-button").first.click()
