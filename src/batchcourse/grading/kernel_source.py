@@ -26,8 +26,8 @@ from pathlib import Path
 from . import forkserver
 
 # Imported by the source, so that no kernel imports them again.
-PRELOADED = ["torch", "numpy", "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "zmq", "jupyter_client.session",
-             "batchcourse.grading.kernel_launcher"]
+PRELOADED = ["torch", "torchvision", "numpy", "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "zmq",
+             "jupyter_client.session", "batchcourse.grading.kernel_launcher"]
 KERNEL_TITLE = "ipykernel_launcher (forked, sandboxed)"
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC = 0x20000, 0x10000000, 0x20000000, 0x40000000, 0x8000000
 MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x4000, 0x40000, 0x2, 0x4, 0x8
