@@ -14,7 +14,8 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 SHIPPED = (
-    "data/README.md", "data/MNIST/SHA256SUMS", "data/MNIST/raw/*", "data/sweeps/*.json",
+    "data/README.md", "data/MNIST/SHA256SUMS", "data/MNIST/raw/*", "data/sweeps/*.json", "data/fonts/*",
+    "translations/*/*.json",
     "requirements.txt", "autograde/nbgrader_config.py",
 )
 

@@ -49,6 +49,35 @@ ACTIVE_ENV = os.environ.get("BATCHCOURSE_ACTIVE_ENV") == "1"
 WHERE_IS_BATCHCOURSE = "import importlib.util as u; s = u.find_spec('batchcourse'); print(s.origin if s else '')"
 
 
+def learner_language(argv: list[str]) -> str:
+    """The language of tasks.py's messages: `--lang` of the task, else BATCHCOURSE_LANG, else English."""
+    if "--lang" in argv[:-1]:
+        return argv[argv.index("--lang") + 1]
+    return os.environ.get("BATCHCOURSE_LANG", "en")
+
+
+LANG = learner_language(sys.argv[1:])
+
+
+def translated(text: str) -> str:
+    if LANG == "en":
+        return text
+    sys.path.insert(0, str(PACKAGE.parent))  # batchcourse.i18n needs only Python's own modules
+    try:
+        from batchcourse.i18n import translate
+    except Exception:  # noqa: BLE001 - an unsupported Python, say: its message in English beats none
+        return text
+    return translate(text, LANG)
+
+
+def say(text: str, flush: bool = False) -> None:
+    print(translated(text), flush=flush)
+
+
+def stop(text: str):
+    sys.exit(translated(text))
+
+
 def requirements_digest() -> str:
     digest = hashlib.sha256()
     for name in ("requirements.txt", "pyproject.toml"):
@@ -77,7 +106,7 @@ def batchcourse_origin(python: Path) -> str | None:
 
 def refuse_unsupported_machine() -> None:
     if sys.platform == "darwin" and platform.machine() == "x86_64":
-        sys.exit("torch 2.14.1, which the course pins, has no build for Intel Macs. On an Apple-silicon Mac, use an "
+        stop("torch 2.14.1, which the course pins, has no build for Intel Macs. On an Apple-silicon Mac, use an "
                  "arm64 Python (python.org's installer); on an Intel Mac, use the Colab route in README.md.")
 
 
@@ -85,7 +114,7 @@ def install(requirements: bool) -> None:
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-qq"]
     if requirements:
         refuse_unsupported_machine()
-        print("Installing the pinned packages (the first time takes a few minutes) ...", flush=True)
+        say("Installing the pinned packages (the first time takes a few minutes) ...", flush=True)
         subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True)
     subprocess.run([*pip, "--no-deps", "--no-build-isolation", "--editable", str(ROOT)], check=True)
 
@@ -105,40 +134,40 @@ def repoint_scripts(old_venv: Path) -> None:
 def repair_moved_environment(old_root: Path, task: str) -> None:
     """.venv/ was moved or copied here from the course folder `old_root`, whose code it still imports."""
     if os.name == "nt" and task != "setup":
-        sys.exit(f"The environment in {VENV} imports the course package from {old_root}, not from this folder "
+        stop(f"The environment in {VENV} imports the course package from {old_root}, not from this folder "
                  f"(was the folder moved or copied?): run `{SETUP}` to rebuild it here.")
-    print(f"The environment in {VENV} imported the course package from {old_root}: pointing it at {ROOT} ...", flush=True)
+    say(f"The environment in {VENV} imported the course package from {old_root}: pointing it at {ROOT} ...", flush=True)
     if os.name == "nt":  # the launchers of its programs name the old folder: only a new environment is right
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
         return
     install(requirements=False)
     repoint_scripts(old_root / ".venv")
     if batchcourse_origin(PYTHON) != str(PACKAGE):
-        sys.exit(f"The environment in {VENV} could not be pointed at this folder: run `{SETUP}`.")
+        stop(f"The environment in {VENV} could not be pointed at this folder: run `{SETUP}`.")
 
 
 def ensure_environment(task: str) -> Path:
     """Make .venv/ ready (or check the active environment); return the Python that runs the tasks."""
     if not (3, 11) <= sys.version_info < (3, 15):
-        sys.exit(f"Python 3.11 to 3.14 is needed (the pinned packages have wheels for those); this is "
+        stop(f"Python 3.11 to 3.14 is needed (the pinned packages have wheels for those); this is "
                  f"{sys.version.split()[0]}.")
     if ACTIVE_ENV:
         if batchcourse_origin(Path(sys.executable)) != str(PACKAGE):
-            sys.exit(f"BATCHCOURSE_ACTIVE_ENV=1, but this environment ({sys.prefix}) does not import the course package "
+            stop(f"BATCHCOURSE_ACTIVE_ENV=1, but this environment ({sys.prefix}) does not import the course package "
                      f"from {ROOT}: run `pip install --no-deps --no-build-isolation -e .` in this folder, or unset "
                      "BATCHCOURSE_ACTIVE_ENV to let tasks.py make its own environment in .venv/.")
         return Path(sys.executable)
     origin = batchcourse_origin(PYTHON) if PYTHON.exists() else None
     if PYTHON.exists() and origin is None:
         if task != "setup":
-            sys.exit(f"The environment in {VENV} does not run on this machine (made on another machine, or its "
+            stop(f"The environment in {VENV} does not run on this machine (made on another machine, or its "
                      f"Python is gone): run `{SETUP}` to rebuild it.")
-        print(f"Rebuilding the environment in {VENV} ...", flush=True)
+        say(f"Rebuilding the environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     elif origin and origin != str(PACKAGE):
         repair_moved_environment(Path(origin).parents[1], task)
     if not PYTHON.exists():
-        print(f"Creating the environment in {VENV} ...", flush=True)
+        say(f"Creating the environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     wanted = requirements_digest()
     if not (STAMP.exists() and STAMP.read_text().strip() == wanted):
@@ -155,7 +184,7 @@ def build_wheel(python: Path) -> int:
     code = subprocess.call([str(python), "-m", "pip", "wheel", "--disable-pip-version-check", "-q", "--no-deps",
                             "--no-build-isolation", "-w", str(dist), str(ROOT)])
     if code == 0:
-        print(f"written to {max(dist.glob('batchcourse-*.whl'), key=os.path.getmtime)}")
+        say(f"written to {max(dist.glob('batchcourse-*.whl'), key=os.path.getmtime)}")
     return code
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from nbclient import NotebookClient
 
-from batchcourse import grading
+from batchcourse import editions, grading
+from batchcourse.i18n import LANGUAGES as EDITIONS
 from batchcourse.paths import NOTEBOOKS_DIR, REPO_ROOT, SOLUTIONS_DIR, assignment_ids
 
 ASSIGNMENTS = assignment_ids()
@@ -197,18 +198,26 @@ def graded_the_batch(course: grading.ScratchCourse, *extra: str) -> None:
         f"nbgrader could not grade the batch:\n{run.stdout[-4000:]}")
 
 
+def edition_of(name: str) -> str:
+    """The language a gate's submission is written in: the cases take turns, so every edition meets them."""
+    return EDITIONS[sum(map(ord, name)) % len(EDITIONS)]
+
+
 def submissions_for(assignment: str, student_nb, solution_nb) -> tuple[dict, dict]:
     """Submissions to grade, and for each the functions it must lose points on (None: must score full)."""
     cases = load_cases(assignment)
     solution = grading.solution_code(solution_nb)
-    submissions = {"solution": grading.make_submission(student_nb, solution), "blank": student_nb}
+    student = {lang: student_nb if lang == "en" else grading.read(editions.edition_path(lang, assignment))
+               for lang in EDITIONS}
+    submissions = {"solution": grading.make_submission(student_nb, solution), "blank": student[edition_of("blank")]}
     expectations = {"solution": None, "blank": "blank"}
     for kind, table in (("wrong", cases.WRONG), ("correct", cases.CORRECT)):
         rounds = max((len(answers) for answers in table.values()), default=0)
         for k in range(rounds):
             chosen = {f: answers[k] for f, answers in table.items() if k < len(answers)}
             name = f"{kind}{k + 1}"
-            submissions[name] = grading.make_submission(student_nb, {**solution, **{f: entry[1] for f, entry in chosen.items()}})
+            submissions[name] = grading.make_submission(student[edition_of(name)],
+                                                        {**solution, **{f: entry[1] for f, entry in chosen.items()}})
             expectations[name] = ({f: (entry[0], named_cells(entry), entry[3:] == ("only",)) for f, entry in chosen.items()}
                                   if kind == "wrong" else None)
     return submissions, expectations
@@ -223,6 +232,25 @@ def named_cells(wrong_answer: tuple) -> tuple[str, ...]:
     return (cells,) if isinstance(cells, str) else tuple(cells)
 
 
+SCRIPTS = {"zh-CN": re.compile(r"[\u4e00-\u9fff]"), "ru": re.compile(r"[А-Яа-яЁё]")}
+
+
+def untranslated_hints(course: grading.ScratchCourse, submissions: dict) -> list[str]:
+    """A failing test of a translated submission says why in the submission's language."""
+    problems = []
+    for student in submissions:
+        lang = edition_of(student) if student != "solution" else "en"
+        if lang == "en":
+            continue
+        graded = grading.read(course.root / "autograde" / "autograded" / student / course.assignment /
+                              f"{course.assignment}.ipynb")
+        for cell in graded.cells:
+            for output in cell.get("outputs", []):
+                if output.output_type == "error" and output.evalue and not SCRIPTS[lang].search(output.evalue):
+                    problems.append(f"{student} ({lang}): a hint is not translated: {output.evalue[:300]}")
+    return problems
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_autograde_scores_every_case(assignment, tmp_path):
@@ -234,7 +262,7 @@ def test_autograde_scores_every_case(assignment, tmp_path):
     scores = course.scores()
 
     test_cells = [grading.grade_id(c) for c in solution_nb.cells if grading.is_test_cell(c)]
-    problems = []
+    problems = untranslated_hints(course, submissions)
     for student, expected in expectations.items():
         cells = scores[student]
         missing = [g for g in test_cells if g not in cells or cells[g].score is None]

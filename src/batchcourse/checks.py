@@ -35,6 +35,10 @@ import torch.nn.functional
 import torch.testing
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from . import i18n
+
+i18n.install_in_kernel()  # a notebook in another language: its hints, figures and printed lines too
+
 _isinstance, _type, _len, _getattr, _setattr = builtins.isinstance, builtins.type, builtins.len, builtins.getattr, builtins.setattr
 _Tensor, _ndarray = torch.Tensor, numpy.ndarray
 

@@ -6,18 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import grading
+from . import editions, grading
+from .i18n import LANGUAGES
 from .paths import NOTEBOOKS_DIR, REPO_ROOT, assignment_ids
 
 
 LAB_SETTINGS = Path(__file__).parent / "lab_settings"
 
 
-def lab_command(root: Path = REPO_ROOT, extra: list[str] = ()) -> list[str]:
-    """JupyterLab on the course, opened on the first student notebook, with no calls to the internet.
+def lab_command(root: Path = REPO_ROOT, extra: list[str] = (), lang: str = "en") -> list[str]:
+    """JupyterLab on the course, opened on the first student notebook (of the edition in `lang`), with no calls to
+    the internet.
 
     The settings in lab_settings/ also keep JupyterLab from asking whether to fetch its news."""
     first = NOTEBOOKS_DIR / "00_orientation" / "00_orientation.ipynb"
+    if lang != "en":
+        first = editions.edition_path(lang, "00_orientation")
     command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}",
                f"--LabApp.default_url=/lab/tree/{first.relative_to(REPO_ROOT).as_posix()}",
                f"--LabApp.app_settings_dir={LAB_SETTINGS}",
@@ -31,7 +35,7 @@ def lab_command(root: Path = REPO_ROOT, extra: list[str] = ()) -> list[str]:
 
 def lab(args) -> int:
     grading.ensure_exchange()
-    return subprocess.call(lab_command(extra=args.jupyter_args), cwd=REPO_ROOT)
+    return subprocess.call(lab_command(extra=args.jupyter_args, lang=args.lang), cwd=REPO_ROOT)
 
 
 def test(args) -> int:
@@ -67,6 +71,9 @@ def release(args) -> int:
     for assignment in args.assignments or grading.course_assignments(root):
         grading.release(assignment, root, db_url)
         print(f"released {assignment} -> {root / 'notebooks' / assignment}/")
+        if root == REPO_ROOT:
+            for path in editions.build(assignment):
+                print(f"  edition {path.relative_to(root)}")
     return 0
 
 
@@ -121,10 +128,11 @@ def sweep(args) -> int:
 
 
 def handout(args) -> int:
-    from .handout import build
+    from .handout import HANDOUT_DIR, build
 
     try:
-        build(args.assignments or assignment_ids(), REPO_ROOT / args.out, pdf=not args.no_pdf)
+        out = REPO_ROOT / args.out if args.out else HANDOUT_DIR / ("" if args.lang == "en" else args.lang)
+        build(args.assignments or assignment_ids(), out, pdf=not args.no_pdf, lang=args.lang)
     except (RuntimeError, ValueError) as problem:
         print(problem)
         return 1
@@ -142,6 +150,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tasks.py")
     sub = parser.add_subparsers(dest="task", required=True)
     p = sub.add_parser("lab", help="open the course in JupyterLab")
+    p.add_argument("--lang", choices=LANGUAGES, default="en", help="the edition: en, zh-CN (简体中文) or ru (русский)")
     p.add_argument("jupyter_args", nargs=argparse.REMAINDER)
     p.set_defaults(run=lab)
     p = sub.add_parser("test", help="run the whole test suite")
@@ -186,7 +195,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=bench)
     p = sub.add_parser("handout", help="write the workshop handout: static pages and a PDF, readable offline")
-    p.add_argument("--out", default="build/handout", help="the folder to write, relative to the course folder")
+    p.add_argument("--out", help="the folder to write, relative to the course folder (default: build/handout, "
+                   "build/handout/<lang> for another language)")
+    p.add_argument("--lang", choices=LANGUAGES, default="en", help="the edition: en, zh-CN (简体中文) or ru (русский)")
     p.add_argument("--no-pdf", action="store_true", help="only the pages (the PDF needs Chromium)")
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=handout)

@@ -15,6 +15,9 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2
 
 from .paths import DATA_DIR, INSTALLED
+from . import i18n
+
+i18n.install_in_kernel()  # a notebook in another language: its hints, figures and printed lines too
 
 RAW_FILES = (
     "train-images-idx3-ubyte",

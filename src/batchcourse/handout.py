@@ -21,10 +21,12 @@ from pathlib import Path
 import jupyter_server_mathjax
 import nbformat
 from jinja2 import DictLoader
+from nbgrader import utils
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
-from . import grading
+from . import editions, grading
+from .i18n import CJK_FONT, VARIABLE, translate
 from .paths import NOTEBOOKS_DIR, REPO_ROOT, SOLUTIONS_DIR
 
 HANDOUT_DIR = REPO_ROOT / "build" / "handout"
@@ -46,6 +48,10 @@ MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFon
 {% block extra_css %}
 <style type="text/css">
 main { max-width: 1100px; margin: 0 auto; }
+{% if resources.cjk_font %}
+@font-face { font-family: "Droid Sans Fallback"; src: url("fonts/DroidSansFallbackFull.ttf"); }
+body, .jp-RenderedHTMLCommon { font-family: var(--jp-content-font-family), "Droid Sans Fallback"; }
+{% endif %}
 @media print {
   pre { white-space: pre-wrap; }
   .jp-OutputArea-output img { break-inside: avoid; }
@@ -56,10 +62,11 @@ main { max-width: 1100px; margin: 0 auto; }
 """
 
 
-def executed_solution(assignment: str) -> nbformat.NotebookNode:
-    """The solution notebook, run from top to bottom in a throwaway copy of its folder."""
+def executed_solution(assignment: str, lang: str = "en") -> nbformat.NotebookNode:
+    """The solution notebook, run from top to bottom in a throwaway copy of its folder (its figures and printed
+    lines in `lang`)."""
     notebook = grading.read(SOLUTIONS_DIR / assignment / f"{assignment}.ipynb")
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, utils.setenv(**{VARIABLE: lang}):
         workdir = Path(scratch) / assignment
         shutil.copytree(SOLUTIONS_DIR / assignment, workdir)
         NotebookClient(notebook, timeout=600, kernel_name="python3",
@@ -75,15 +82,20 @@ def with_demo_outputs(student: nbformat.NotebookNode, solved: nbformat.NotebookN
     for shown, ran in zip(student.cells, solved.cells):
         if grading.is_solution_cell(ran) or grading.is_test_cell(ran):
             continue
-        if shown.source != ran.source:
+        if shown.source != ran.source and (shown.cell_type == "code" or "lang" not in student.metadata.get(
+                "batchcourse", {})):  # a translated edition's markdown differs by design
             raise ValueError(f"{stale} (cell {ran.get('id')} differs)")
         if shown.cell_type == "code":
             shown.outputs = ran.outputs
 
 
-def student_page(assignment: str) -> nbformat.NotebookNode:
-    student = grading.read(NOTEBOOKS_DIR / assignment / f"{assignment}.ipynb")
-    with_demo_outputs(student, executed_solution(assignment), assignment)
+def student_notebook(assignment: str, lang: str = "en") -> Path:
+    return NOTEBOOKS_DIR / assignment / f"{assignment}.ipynb" if lang == "en" else editions.edition_path(lang, assignment)
+
+
+def student_page(assignment: str, lang: str = "en") -> nbformat.NotebookNode:
+    student = grading.read(student_notebook(assignment, lang))
+    with_demo_outputs(student, executed_solution(assignment, lang), assignment)
     return student
 
 
@@ -93,28 +105,34 @@ def title_and_summary(notebook: nbformat.NotebookNode) -> tuple[str, str]:
     return first_line.removeprefix("# ").strip(), rest.strip()
 
 
-def course_title() -> str:
-    return (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()[0].removeprefix("# ").strip()
+def course_title(lang: str = "en") -> str:
+    readme = REPO_ROOT / ("README.md" if lang == "en" else f"README.{lang}.md")
+    return readme.read_text(encoding="utf-8").splitlines()[0].removeprefix("# ").strip()
 
 
-def minutes_of(page: nbformat.NotebookNode) -> int:
-    return sum(int(m) for m in MINUTES.findall(page.cells[0].source))
+def minutes_of(assignment: str) -> int:
+    """The time the English title cell gives (the editions translate it)."""
+    title = grading.read(student_notebook(assignment)).cells[0].source
+    return sum(int(m) for m in MINUTES.findall(title))
 
 
-def as_duration(minutes: int) -> str:
-    return f"about {minutes} minutes" if minutes < 60 else f"about {minutes // 60} h {minutes % 60:02d} min"
+def as_duration(minutes: int, lang: str = "en") -> str:
+    return translate(f"about {minutes} minutes" if minutes < 60 else f"about {minutes // 60} h {minutes % 60:02d} min",
+                     lang)
 
 
-def contents_cells(pages: dict[str, nbformat.NotebookNode], one_page: bool) -> list:
+def contents_cells(pages: dict[str, nbformat.NotebookNode], one_page: bool, lang: str = "en") -> list:
     """The course's title and its assignments: on the index, each one's title cell with its title as a link to
     its page; on the one page (which shows the title cells anyway), a list of titles and times."""
     links = "" if one_page else f" Read it all [on one page]({ONE_PAGE}) or as a [PDF]({PDF})."
-    total = as_duration(sum(minutes_of(page) for page in pages.values()))
-    intro = (f"# {course_title()}\n\nThe workshop handout: every assignment with its demonstrations run and its "
-             f"exercises left for you to do. Time for all of it: {total}.{links}\n\n"
-             "To run the code and do the exercises, open the course with `python3 tasks.py lab`.")
+    total = as_duration(sum(minutes_of(assignment) for assignment in pages), lang)
+    lab = "python3 tasks.py lab" + ("" if lang == "en" else f" --lang {lang}")
+    intro = translate(f"# {course_title(lang)}\n\nThe workshop handout: every assignment with its demonstrations run and "
+                      f"its exercises left for you to do. Time for all of it: {total}.{links}\n\n"
+                      f"To run the code and do the exercises, open the course with `{lab}`.", lang)
     if one_page:
-        listing = "\n".join(f"- {title_and_summary(page)[0]} ({as_duration(minutes_of(page))})" for page in pages.values())
+        listing = "\n".join(f"- {title_and_summary(page)[0]} ({as_duration(minutes_of(assignment), lang)})"
+                            for assignment, page in pages.items())
         return [nbformat.v4.new_markdown_cell(f"{intro}\n\n{listing}")]
     cells = [nbformat.v4.new_markdown_cell(intro)]
     for assignment, page in pages.items():
@@ -129,21 +147,21 @@ def notebook_of(cells: list, title: str) -> nbformat.NotebookNode:
     return notebook
 
 
-def one_page_notebook(pages: dict[str, nbformat.NotebookNode]) -> nbformat.NotebookNode:
-    cells = contents_cells(pages, one_page=True)
+def one_page_notebook(pages: dict[str, nbformat.NotebookNode], lang: str = "en") -> nbformat.NotebookNode:
+    cells = contents_cells(pages, one_page=True, lang=lang)
     for assignment, page in pages.items():
         for cell in page.cells:
             cell = nbformat.from_dict(cell)
             cell.id = f"{assignment[:2]}-{cell.id}"
             cells.append(cell)
-    return notebook_of(cells, course_title())
+    return notebook_of(cells, course_title(lang))
 
 
-def render(notebook: nbformat.NotebookNode, path: Path, one_page: bool = False) -> None:
+def render(notebook: nbformat.NotebookNode, path: Path, one_page: bool = False, cjk_font: bool = False) -> None:
     exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({TEMPLATE_NAME: TEMPLATE})],
                             template_file=TEMPLATE_NAME, mathjax_url=MATHJAX_URL, embed_images=True,
                             exclude_input_prompt=True, exclude_output_prompt=True)
-    html, _ = exporter.from_notebook_node(notebook, resources={"one_page": one_page})
+    html, _ = exporter.from_notebook_node(notebook, resources={"one_page": one_page, "cjk_font": cjk_font})
     path.write_text(html, encoding="utf-8")
 
 
@@ -172,19 +190,24 @@ def print_pdf(html: Path, pdf: Path, browser_program: str) -> None:
         browser.close()
 
 
-def build(assignments: list[str], out: Path = HANDOUT_DIR, pdf: bool = True) -> Path:
+def build(assignments: list[str], out: Path = HANDOUT_DIR, pdf: bool = True, lang: str = "en") -> Path:
     browser_program = chromium() if pdf else None
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(MATHJAX_SOURCE, out / "mathjax", dirs_exist_ok=True)
+    cjk_font = lang == "zh-CN"
+    if cjk_font:  # the reader's machine may have no Chinese font: the pages bring their own
+        (out / "fonts").mkdir(exist_ok=True)
+        shutil.copyfile(CJK_FONT, out / "fonts" / CJK_FONT.name)
     pages = {}
     for assignment in assignments:
         started = time.monotonic()
-        pages[assignment] = page = student_page(assignment)
-        back = nbformat.v4.new_markdown_cell("[All assignments](index.html)")
-        render(notebook_of([back, *page.cells], title_and_summary(page)[0]), out / f"{assignment}.html")
+        pages[assignment] = page = student_page(assignment, lang)
+        back = nbformat.v4.new_markdown_cell(translate("[All assignments](index.html)", lang))
+        render(notebook_of([back, *page.cells], title_and_summary(page)[0]), out / f"{assignment}.html", cjk_font=cjk_font)
         print(f"{assignment}: {out / assignment}.html ({time.monotonic() - started:.0f} s)", flush=True)
-    render(notebook_of(contents_cells(pages, one_page=False), course_title()), out / "index.html")
-    render(one_page_notebook(pages), out / ONE_PAGE, one_page=True)
+    render(notebook_of(contents_cells(pages, one_page=False, lang=lang), course_title(lang)), out / "index.html",
+           cjk_font=cjk_font)
+    render(one_page_notebook(pages, lang), out / ONE_PAGE, one_page=True, cjk_font=cjk_font)
     if pdf:
         print_pdf(out / ONE_PAGE, out / PDF, browser_program)
     print(f"handout written to {out}: open index.html; the PDF is {PDF}" if pdf else f"handout written to {out}")

@@ -4,6 +4,10 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.colors import LogNorm
 
+from . import i18n
+
+i18n.install_in_kernel()  # a notebook in another language: its hints, figures and printed lines too
+
 FIGSIZE = (7.0, 3.5)
 
 

@@ -10,6 +10,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, IgnorePattern
 
 from .grading import grade_id, is_test_cell, nbgrader_config, read
+from .i18n import VARIABLE, notebook_language, translate
 from .paths import COURSE_FILES
 
 
@@ -39,9 +40,14 @@ def unanswered_written_answers(notebook) -> int:
 
 def self_check(path: Path) -> int:
     notebook = read(path)
+    lang = notebook_language(notebook)
+
+    def say(text: str) -> None:
+        print(translate(text, lang))
+
     config = nbgrader_config(COURSE_FILES)
     resources = {"metadata": {"path": str(path.parent)}}
-    with utils.setenv(NBGRADER_EXECUTION="validate"):
+    with utils.setenv(NBGRADER_EXECUTION="validate", **{VARIABLE: lang}):
         notebook, resources = Execute(config=config).preprocess(notebook, resources)
     notebook, resources = IgnorePattern(config=config).preprocess(notebook, resources)
 
@@ -51,19 +57,19 @@ def self_check(path: Path) -> int:
             continue
         if holds_only_comments(cell):
             hidden += 1
-            print(f"hidden {grade_id(cell)}: runs when the notebook is graded")
+            say(f"hidden {grade_id(cell)}: runs when the notebook is graded")
             continue
         score, max_score = utils.determine_grade(cell)
         earned, total = earned + score, total + max_score
         if score < max_score:
             failed += 1
-            print(f"FAIL   {grade_id(cell)}: {first_error_line(cell)}")
+            say(f"FAIL   {grade_id(cell)}: {first_error_line(cell)}")
         else:
-            print(f"pass   {grade_id(cell)}")
-    print(f"\n{path.name}: visible tests give {earned:g} of {total:g} points; {failed} failed.")
+            say(f"pass   {grade_id(cell)}")
+    say(f"\n{path.name}: visible tests give {earned:g} of {total:g} points; {failed} failed.")
     missing = unanswered_written_answers(notebook)
     if missing:
-        print(f"{missing} written answer(s) still say YOUR ANSWER HERE (graded by hand, not checked here).")
+        say(f"{missing} written answer(s) still say YOUR ANSWER HERE (graded by hand, not checked here).")
     if hidden:
-        print(f"{hidden} test cell(s) hold only hidden tests: they run when the notebook is graded.")
+        say(f"{hidden} test cell(s) hold only hidden tests: they run when the notebook is graded.")
     return 1 if failed else 0

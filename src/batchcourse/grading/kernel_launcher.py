@@ -18,6 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .. import i18n
+from .lifetime import kept_environment
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -41,7 +44,8 @@ def hidden_and_kept(folder: Path) -> tuple[list[Path], list[Path]]:
     if len(repo.parent.parts) > 1:
         hidden.append(repo.parent)
     hidden = [p for p in hidden if not any(q in p.parents for q in hidden)]
-    kept = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), repo / "src", repo / "data", folder}
+    kept = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), repo / "src", repo / "data", repo / "translations",
+            folder}
     return hidden, sorted(p for p in kept if p.exists())
 
 
@@ -173,8 +177,8 @@ def isolate(settings: dict, connection_file: str) -> tuple[list[str], dict[str, 
     set_limits(settings["memory_mb"], settings["max_processes"], contained)
     drop_privileges(uid, mode)
     os.chdir(home)
-    env = {key: value for key, value in os.environ.items()
-           if key.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_", "BATCHCOURSE_GRADING_RUN"))}
+    env = kept_environment()
+    env[i18n.VARIABLE] = settings.get("lang", "en")  # the submission's language: hints, figures, printed lines
     env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
                MPLBACKEND="module://matplotlib_inline.backend_inline", TMPDIR=str(home))
     command = settings.get("command") or [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]

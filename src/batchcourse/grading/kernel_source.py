@@ -39,11 +39,10 @@ class KernelSource(forkserver.ForkServer):
 
     @classmethod
     def start(cls, startup_seconds: float = 120, wait: bool = True) -> "KernelSource":
-        from .lifetime import RUN_VARIABLE
+        from .lifetime import kept_environment
 
-        env = {key: value for key, value in os.environ.items()
-               if key.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_", RUN_VARIABLE))}
-        return super().start("kernels", PRELOADED, f"{__name__}:become_kernel", env, startup_seconds, wait=wait)
+        return super().start("kernels", PRELOADED, f"{__name__}:become_kernel", kept_environment(), startup_seconds,
+                             wait=wait)
 
     def argv(self, settings: dict) -> list[str]:
         """The kernel command nbgrader starts, before the connection file's path."""

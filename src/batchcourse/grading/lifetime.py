@@ -27,10 +27,17 @@ import uuid
 from pathlib import Path
 
 RUN_VARIABLE = "BATCHCOURSE_GRADING_RUN"
+# What a grading run's kernels and test processes see of the grader's environment: nbgrader's mode, the locale,
+# the search paths, the thread counts, the run's mark.
+KEPT_VARIABLES = ("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_", RUN_VARIABLE)
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # A grading command that was told to stop ends within this time, whatever it was doing.
 STOP_SECONDS = 3
+
+
+def kept_environment(environ=None) -> dict[str, str]:
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if k.startswith(KEPT_VARIABLES)}
 
 
 class GradingStoppedBySignal(BaseException):

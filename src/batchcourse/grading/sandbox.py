@@ -55,6 +55,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
 
+from ..i18n import notebook_language
 from . import is_test_cell, lifetime
 from .kernel_source import KernelSource
 from .lifetime import dies_with_parent
@@ -171,18 +172,18 @@ def release_uid(mode: str, uid: int, lock: int) -> None:
 
 
 def sandbox_settings(mode: str, folder: Path, uid: int, memory_mb: int, max_processes: int,
-                     command: list[str] | None = None) -> dict:
+                     command: list[str] | None = None, lang: str = "en") -> dict:
     return {"folder": str(folder), "uid": uid, "mode": mode, "memory_mb": memory_mb,
-            "max_processes": max_processes, "command": command}
+            "max_processes": max_processes, "command": command, "lang": lang}
 
 
 def sandbox_argv(mode: str, folder: Path, uid: int, memory_mb: int = 4096, max_processes: int = 256,
-                 command: list[str] | None = None) -> list[str]:
+                 command: list[str] | None = None, lang: str = "en") -> list[str]:
     """The command that runs `command` isolated (see the module docstring), as `uid`, with `folder` its only
     folder shared with the grader; append the connection file's path. `command` defaults to an ipykernel;
     "{connection_file}" in it becomes the private copy of that file. The sandbox ends when the thread that
     started it does (lifetime.py)."""
-    settings = sandbox_settings(mode, folder, uid, memory_mb, max_processes, command)
+    settings = sandbox_settings(mode, folder, uid, memory_mb, max_processes, command, lang)
     user = ["--user", "--map-root-user"] if mode == USER_NAMESPACE else []
     return dies_with_parent(["unshare", *user, *NAMESPACES, "--kill-child", sys.executable, "-m",
                              "batchcourse.grading.kernel_launcher", json.dumps(settings)])
@@ -355,7 +356,7 @@ class SandboxedExecute(TrustedTests, Execute):
             self.log.warning("GRADING WITHOUT ISOLATION: %s", reason)
             return self._execute(nb, resources, km)
         with sandbox_folder(mode) as (folder, uid):
-            km = self._sandboxed_kernel_manager(folder, uid, mode)
+            km = self._sandboxed_kernel_manager(folder, uid, mode, notebook_language(nb))
             try:
                 nb.metadata.setdefault(METADATA_KEY, {}).update(kernel_uid=uid, sandbox=mode)
                 return self._execute(nb, resources, km)
@@ -369,12 +370,13 @@ class SandboxedExecute(TrustedTests, Execute):
         with contextlib.suppress(Exception):
             run_sync(km.cleanup_resources)()
 
-    def _sandboxed_kernel_manager(self, folder: Path, uid: int, mode: str = ROOT) -> AsyncKernelManager:
+    def _sandboxed_kernel_manager(self, folder: Path, uid: int, mode: str = ROOT,
+                                  lang: str = "en") -> AsyncKernelManager:
         source = kernel_source(self.log)
         if source is None:
-            command = sandbox_argv(mode, folder, uid, self.memory_mb, self.max_processes)
+            command = sandbox_argv(mode, folder, uid, self.memory_mb, self.max_processes, lang=lang)
         else:
-            command = source.argv(sandbox_settings(mode, folder, uid, self.memory_mb, self.max_processes))
+            command = source.argv(sandbox_settings(mode, folder, uid, self.memory_mb, self.max_processes, lang=lang))
         spec = KernelSpec(
             argv=[*command, "{connection_file}"],
             display_name="Python 3 (sandboxed)", language="python", interrupt_mode="message",

@@ -29,7 +29,7 @@ import traceback
 import cloudpickle
 import torch
 
-from .. import checks
+from .. import checks, i18n
 from . import contract, student_side, wire
 from .lifetime import die_with_parent
 from .no_exec import refuse_new_programs
@@ -494,7 +494,7 @@ class Channel:
 
 def error_output(error: BaseException) -> dict:
     ename = type(error).__name__
-    evalue = str(error)
+    evalue = i18n.translate(str(error))
     lines = [f"{ename}: {evalue}"]
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == "<test cell>"]
     if frames:
@@ -526,7 +526,7 @@ def run_cell(source: str, namespace: dict, remote: Remote, graded: list[str]) ->
                 raise
             error = caught
     if printed.getvalue():
-        outputs.append({"output_type": "stream", "name": "stdout", "text": printed.getvalue()[:100_000]})
+        outputs.append({"output_type": "stream", "name": "stdout", "text": i18n.translate_lines(printed.getvalue()[:100_000])})
     if error is not None:
         outputs.insert(0, error_output(error))
     return outputs
@@ -536,6 +536,7 @@ def session(reader, writer) -> None:
     """One test cell: set up, run, report; `reader` and `writer` are the grader's end of the connection."""
     channel = Channel(reader, writer)
     setup = channel.receive()
+    i18n.set_language(setup.get("lang", "en"))  # the submission's language: the test's hints in it
     remote = Remote(channel, setup.get("sources", {}))
     checks.use_remote(remote)
     namespace = {"__name__": TEST_MODULE, "__builtins__": builtins}

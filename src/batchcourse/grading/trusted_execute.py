@@ -25,8 +25,9 @@ from jupyter_client.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 from traitlets import Bool, HasTraits, Integer
 
+from ..i18n import notebook_language, translate
 from . import is_test_cell
-from .lifetime import RUN_VARIABLE, dies_with_parent
+from .lifetime import RUN_VARIABLE, dies_with_parent, kept_environment
 from .student_side import MIME
 
 TRUSTED_USER = 199999
@@ -128,8 +129,7 @@ class TestProcesses(SharedTestProcesses):
                        "--clear-groups", "--pdeathsig=KILL", *command]
         elif shutil.which("unshare") and subprocess.run(USER_NAMESPACE + ["true"], capture_output=True).returncode == 0:
             command = [*USER_NAMESPACE, *dies_with_parent(command)]
-        env = {k: v for k, v in os.environ.items()
-               if k.startswith(("NBGRADER_", "LANG", "LC_", "PATH", "PYTHON", "OMP_", "MKL_", RUN_VARIABLE))}
+        env = kept_environment()
         env.update(HOME=str(self.folder), TMPDIR=str(self.folder), MPLCONFIGDIR=str(self.folder), MPLBACKEND="Agg")
         self.log = open(self.folder / "log.txt", "w+")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
@@ -221,13 +221,14 @@ class TrustedTests(HasTraits):
                 connection.sendall((json.dumps(message) + "\n").encode())
 
             send({"op": "setup", "setup": setup_source(self.nb), "graded": graded_names(self.nb),
-                  "sources": student_sources(self.nb)})
+                  "sources": student_sources(self.nb), "lang": notebook_language(self.nb)})
             send({"op": "run", "source": source})
             while True:
                 try:
                     message = json.loads(lines.readline(deadline))
                 except TimeoutError:
-                    return [_error("CellTimeoutError", f"the test did not finish within {self.timeout} s")]
+                    return [_error("CellTimeoutError", translate(f"the test did not finish within {self.timeout} s",
+                                                                 notebook_language(self.nb)))]
                 except (EOFError, ValueError) as error:
                     raise TestProcessError(f"a test process stopped: {processes.tail()}") from error
                 if message.get("op") == "call":
