@@ -147,3 +147,35 @@ def test_handout_in_the_browser(tmp_path):
     shown = [line for line in never_shown(ASSIGNMENT) if line in text]
     assert not shown, f"the handout shows solutions or hidden tests: {shown[:5]}"
     assert "raise NotImplementedError" in text, "the exercise cells do not show the student's stub"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("lang", ["zh-CN", "ru"])
+def test_the_handout_of_an_edition(lang, tmp_path):
+    """Its pages, figures and PDF in the edition's language; Chinese pages bring their own font, so a machine with
+    no Chinese font (this one) shows Chinese text, not boxes."""
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "handout"
+    built = subprocess.run([sys.executable, "-m", "batchcourse.cli", "handout", "--lang", lang, "--out", str(out),
+                            "00_orientation"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr[-3000:]
+    script = {"zh-CN": re.compile(r"[\u4e00-\u9fff]"), "ru": re.compile(r"[А-Яа-яЁё]")}[lang]
+    index = (out / "index.html").read_text()
+    assert script.search(index), f"the {lang} handout's index is not in {lang}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto((out / "00_orientation.html").as_uri())
+        heading = page.locator("h1").first
+        assert script.search(heading.inner_text()), f"the page's title is not in {lang}"
+        if lang == "zh-CN":
+            page.evaluate("document.fonts.ready")
+            assert page.evaluate("document.fonts.check('16px \"Droid Sans Fallback\"', '批量')"), (
+                "the page's Chinese font did not load")
+        figure = page.locator(".jp-OutputArea-output img").first
+        figure.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / f"{lang}-page.png"))
+        browser.close()
+    assert (out / "course.pdf").stat().st_size > 10_000, "the PDF is missing"

@@ -9,12 +9,15 @@
   translated submissions.
 """
 
+import os
 import re
 import subprocess
 import sys
 
 import nbformat
 import pytest
+
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, KERNEL_IDLE, course_copy, ensure_chromium, lab_server  # noqa: F401
 
 from batchcourse import editions, grading, i18n
 from batchcourse.i18n import Catalog
@@ -163,3 +166,57 @@ def test_grading_and_feedback_give_hints_in_the_submissions_language(tmp_path):
         feedback = next((course.root / "autograde" / "feedback" / lang / course.assignment).glob("*.html")).read_text()
         hint = max(re.findall(SCRIPT[lang].pattern + "+", errors[0]), key=len)
         assert hint in feedback, f"the {lang} feedback does not show the hint {hint!r}"
+
+
+def fontconfig_with_course_fonts(folder) -> str:
+    """A fontconfig file adding the course's fonts to the machine's: Chromium here has no Chinese font of its own."""
+    path = folder / "fonts.conf"
+    path.write_text('<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
+                    f'<include ignore_missing="yes">/etc/fonts/fonts.conf</include><dir>{i18n.CJK_FONT.parent}</dir>'
+                    '</fontconfig>')
+    return str(path)
+
+
+@pytest.mark.notebooks
+def test_the_editions_in_jupyterlab(lab_server, tmp_path):
+    """A wrong answer in each edition, run in JupyterLab and validated: text, figures and hints in its language.
+    Screenshots go to tests/artifacts/editions/."""
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    base, token, course = lab_server
+    artifacts = REPO_ROOT / "tests" / "artifacts" / "editions"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "FONTCONFIG_FILE": fontconfig_with_course_fonts(tmp_path)}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True, env=env)
+        for lang in LANGS:
+            relative = editions.edition_path(lang, "00_orientation").relative_to(NOTEBOOKS_DIR.parent)
+            nbformat.write(wrong_submission(lang), course / relative)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/lab/tree/{relative.as_posix()}?reset&token={token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell >> visible=true", timeout=60_000)
+            page.get_by_text(KERNEL_IDLE).wait_for(timeout=120_000)
+            title = page.locator(".jp-MarkdownCell h1 >> visible=true").first.inner_text()
+            assert in_language(title, lang), f"the {lang} notebook's title is not in {lang}: {title}"
+            page.screenshot(path=str(artifacts / f"{lang}-1-open.png"))
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            page.wait_for_selector(".jp-RenderedImage img >> visible=true", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
+            failure = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                                   has_text="AssertionError").first
+            failure.scroll_into_view_if_needed()
+            assert in_language(failure.text_content(), lang), f"the failing test's hint is not in {lang}: {failure.text_content()[:500]}"
+            page.screenshot(path=str(artifacts / f"{lang}-2-hint.png"))
+            page.locator(".jp-RenderedImage img >> visible=true").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(artifacts / f"{lang}-3-figure.png"))
+            page.keyboard.press("Control+s")
+            page.locator(".validate-button >> visible=true").first.click()
+            dialog = page.locator(".jp-Dialog", has_text="Validation Results")
+            dialog.wait_for(timeout=180_000)
+            page.screenshot(path=str(artifacts / f"{lang}-4-validate.png"))
+            assert in_language(dialog.inner_text(), lang), f"Validate's verdict is not in {lang}: {dialog.inner_text()[:800]}"
+            dialog.get_by_role("button").last.click()
+            page.close()
+        browser.close()

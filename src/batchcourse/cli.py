@@ -111,7 +111,7 @@ def export(args) -> int:
 def publish(args) -> int:
     from .grading import instructor
 
-    return instructor.publish(*course(args), args.assignments, feedback=args.feedback)
+    return instructor.publish(*course(args), args.assignments, feedback=args.feedback, lang=args.lang)
 
 
 def collect(args) -> int:
@@ -178,6 +178,7 @@ def main(argv: list[str]) -> int:
                            "sharing one PostgreSQL gradebook)")
         if name == "publish":
             p.add_argument("--feedback", action="store_true", help="the feedback of `tasks.py feedback` instead")
+            p.add_argument("--lang", choices=LANGUAGES, default="en", help="the edition students fetch")
         p.add_argument("--course-root", default=str(REPO_ROOT), help="work on another copy of the course")
         p.add_argument("assignments", nargs="*")
         p.set_defaults(run=run)

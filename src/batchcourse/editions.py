@@ -32,7 +32,7 @@ HEADER = re.compile(r"^<!-- cell (\S+) en:([0-9a-f]{12})( TODO)? -->$", re.MULTI
 WORDS = re.compile(r"[A-Za-z]{2,}")
 # The course's own code whose messages a learner meets: test hints and the self-check, the environment check,
 # the data loader, what the grader writes into a graded notebook, and tasks.py.
-COURSE_MODULES = ("checks.py", "selfcheck.py", "environment.py", "data.py", "plotting.py", "cli.py",
+COURSE_MODULES = ("checks.py", "selfcheck.py", "environment.py", "data.py", "plotting.py", "cli.py", "handout.py",
                   "grading/trusted.py", "grading/wire.py", "grading/student_side.py", "grading/tamper.py",
                   "grading/output_limit.py", "grading/trusted_execute.py")
 TASKS_FILE = REPO_ROOT / "tasks.py"
@@ -93,6 +93,15 @@ def is_prose(text: str) -> bool:
     return " " in literal.strip() and len(WORDS.findall(literal)) >= 2
 
 
+def _is_not_prose(node) -> bool:
+    """A regular expression (an argument of re's functions) or a page template (a constant named *TEMPLATE)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id.endswith(("TEMPLATE", "PATTERN")) for t in node.targets)
+    return False
+
+
 def messages_in(source: str) -> list[str]:
     """The English messages written in Python code: string literals and f-string templates, not docstrings."""
     source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
@@ -107,6 +116,8 @@ def messages_in(source: str) -> list[str]:
             skipped.add(id(body[0].value))  # a docstring
         if isinstance(node, ast.JoinedStr):
             skipped.update(id(inner) for inner in ast.walk(node) if inner is not node)
+        if _is_not_prose(node):
+            skipped.update(id(inner) for inner in ast.walk(node))
     found = []
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -172,9 +183,20 @@ def message_problems(lang: str, name: str) -> list[str]:
     return problems
 
 
+def disagreements(lang: str) -> list[str]:
+    """A message that two files translate differently (at run time one would win)."""
+    seen: dict[str, dict[str, str]] = {}
+    for path in sorted((TRANSLATIONS_DIR / lang).glob("*.json")):
+        for key, value in json.loads(path.read_text(encoding="utf-8")).items():
+            if value:
+                seen.setdefault(key, {})[path.name] = value
+    return [f"message {key!r} is translated differently in {', '.join(files)}"
+            for key, files in seen.items() if len(set(files.values())) > 1]
+
+
 def problems(lang: str, assignments: list[str]) -> dict[str, list[str]]:
     found = {f"{lang}/{a}": cell_problems(lang, a) + message_problems(lang, a) for a in assignments}
-    found[f"{lang}/course"] = message_problems(lang, "course")
+    found[f"{lang}/course"] = message_problems(lang, "course") + disagreements(lang)
     return {where: listed for where, listed in found.items() if listed}
 
 
@@ -225,7 +247,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("action", choices=("status", "scaffold"))
     parser.add_argument("--lang", choices=TRANSLATED)
     parser.add_argument("assignments", nargs="*")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     langs = [args.lang] if args.lang else list(TRANSLATED)
     assignments = args.assignments or assignment_ids()
     if args.action == "scaffold":

@@ -49,8 +49,14 @@ MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFon
 <style type="text/css">
 main { max-width: 1100px; margin: 0 auto; }
 {% if resources.cjk_font %}
-@font-face { font-family: "Droid Sans Fallback"; src: url("fonts/DroidSansFallbackFull.ttf"); }
-body, .jp-RenderedHTMLCommon { font-family: var(--jp-content-font-family), "Droid Sans Fallback"; }
+@font-face { font-family: "Droid Sans Fallback"; src: url("fonts/DroidSansFallbackFull.ttf"); font-display: block; }
+body {
+  /* First: text laid out before a later family loads keeps its boxes. It has no Latin letters, so those come
+     from the families after it. */
+  --jp-content-font-family: "Droid Sans Fallback", system-ui, -apple-system, "Segoe UI", helvetica, arial, sans-serif;
+  --jp-ui-font-family: "Droid Sans Fallback", system-ui, -apple-system, "Segoe UI", helvetica, arial, sans-serif;
+  --jp-code-font-family: "Droid Sans Fallback", menlo, consolas, "DejaVu Sans Mono", monospace;
+}
 {% endif %}
 @media print {
   pre { white-space: pre-wrap; }

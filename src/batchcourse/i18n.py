@@ -67,29 +67,102 @@ def set_language(lang: str) -> None:
     _chosen = lang if lang in LANGUAGES else "en"
 
 
+class Template:
+    """An English message with placeholders, cut at its placeholders; adjacent placeholders share one gap."""
+
+    def __init__(self, key: str, value: str):
+        pieces = PLACEHOLDER.split(key)
+        names = PLACEHOLDER.findall(key)
+        self.value, self.literals, self.gaps = value, [pieces[0]], [[names[0]]]
+        for name, piece in zip(names[1:], pieces[1:-1]):
+            if piece:
+                self.literals.append(piece)
+                self.gaps.append([name])
+            else:
+                self.gaps[-1].append(name)
+        self.literals.append(pieces[-1])
+        self.known = sum(map(len, self.literals))
+
+    def could_match(self, text: str) -> bool:
+        return text.startswith(self.literals[0]) and text.endswith(self.literals[-1]) and all(
+            piece in text for piece in self.literals[1:-1])
+
+    def matches(self, text: str, limit: int = 48):
+        """Every way `text` fills the gaps (up to `limit`): lists of the gaps' texts."""
+        first, last = self.literals[0], self.literals[-1]
+        body_end = len(text) - len(last)
+        found = []
+
+        def place(index: int, position: int, gaps: list[str]):
+            if len(found) >= limit:
+                return
+            if index == len(self.literals) - 1:
+                if position <= body_end:
+                    found.append([*gaps, text[position:body_end]])
+                return
+            piece = self.literals[index]
+            at = text.find(piece, position)
+            while at != -1 and at + len(piece) <= body_end and len(found) < limit:
+                place(index + 1, at + len(piece), [*gaps, text[position:at]])
+                at = text.find(piece, at + 1)
+
+        if len(text) >= len(first) + len(last):
+            place(1, len(first), [])
+        return found
+
+
 class Catalog:
-    """English messages and templates, and their translations."""
+    """English messages and templates, and their translations.
+
+    A message is translated by the reading that explains most of its English: each template that fits, in each
+    way it fits, with what its placeholders hold translated in turn (a message, a template, or a message joined
+    from two, such as "{summary}: {hint}" built by two f-strings)."""
 
     def __init__(self, entries: dict[str, str]):
-        self.exact = dict(entries)
-        self.templates = []
-        for key, value in entries.items():
-            literals = PLACEHOLDER.split(key)
-            if len(literals) == 1:
+        self.exact = {k: v for k, v in entries.items() if not PLACEHOLDER.search(k)}
+        self.templates = [Template(k, v) for k, v in entries.items() if PLACEHOLDER.search(k)]
+
+    @functools.lru_cache(maxsize=8192)  # noqa: B019 - a catalog lives as long as the process
+    def best(self, text: str, depth: int = 0) -> tuple[int, str]:
+        """(how many characters of `text` the catalog explains, the translation)."""
+        if text in self.exact:
+            return len(text), self.exact[text]
+        if depth > 5 or not LETTERS.search(text):
+            return 0, text
+        core = text.strip()
+        if core != text and core in self.exact:  # a name padded to a column's width
+            start = text.index(core)
+            return len(core), text[:start] + self.exact[core] + text[start + len(core):]
+        best = (0, text)
+        for template in self.templates:
+            if template.known <= best[0] or not template.could_match(text):
                 continue
-            names = PLACEHOLDER.findall(key)
-            # Placeholders with no text between them ("{shape}{hint}") share one group, split when filled in.
-            groups, pattern = [[names[0]]], re.escape(literals[0]) + "(.*?)"
-            for name, literal in zip(names[1:], literals[1:-1]):
-                if literal:
-                    groups.append([name])
-                    pattern += re.escape(literal) + "(.*?)"
-                else:
-                    groups[-1].append(name)
-            pattern += re.escape(literals[-1])
-            self.templates.append((sum(map(len, literals)), max(literals, key=len), re.compile(pattern, re.DOTALL),
-                                   groups, value, bool(literals[-1])))
-        self.templates.sort(key=lambda t: -t[0])  # the most specific template first
+            for gaps in template.matches(text):
+                reading = self._filled(template, gaps, depth)
+                if reading[0] > best[0]:
+                    best = reading
+        for joint in (": ", "; ", ". ", " ("):  # two messages joined
+            at = text.find(joint)
+            while at > 0:
+                head = self.best(text[:at], depth + 1)
+                tail = max(self.best(text[at:], depth + 1), self._after(joint, text[at + len(joint):], depth))
+                if head[0] + tail[0] > best[0] and head[0]:
+                    best = (head[0] + tail[0], head[1] + tail[1])
+                at = text.find(joint, at + 1)
+        return best
+
+    def _after(self, joint: str, text: str, depth: int) -> tuple[int, str]:
+        score, translated = self.best(text, depth + 1)
+        return score, joint + translated
+
+    def _filled(self, template: Template, gaps: list[str], depth: int) -> tuple[int, str]:
+        known, parts = template.known, {}
+        for names, text in zip(template.gaps, gaps):
+            for name, part in zip(names, self._split(text, names)):
+                if name not in parts:
+                    score, parts[name] = self.best(part, depth + 1) if part else (0, part)
+                    known += score
+        return known, PLACEHOLDER.sub(lambda m: parts.get(m.group(0), m.group(0)), template.value)
 
     def _split(self, text: str, names: list[str]) -> list[str]:
         """Text that several adjacent placeholders filled: the last takes the longest known message it ends with."""
@@ -100,33 +173,8 @@ class Catalog:
                 return [*self._split(text[:start], names[:-1]), text[start:]]
         return [text]
 
-    def _filled(self, match, groups, value, depth: int) -> str:
-        parts = {}
-        for names, text in zip(groups, match.groups()):
-            for name, part in zip(names, self._split(text, names)):
-                parts.setdefault(name, self.translate(part, depth + 1) if part else part)
-        return PLACEHOLDER.sub(lambda m: parts.get(m.group(0), m.group(0)), value)
-
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 - a catalog lives as long as the process
-    def translate(self, text: str, depth: int = 0) -> str:
-        if text in self.exact:
-            return self.exact[text]
-        if depth > 4 or not LETTERS.search(text):
-            return text
-        candidates = [t for t in self.templates if t[1] in text]
-        for _, _, pattern, groups, value, _ in candidates:
-            match = pattern.fullmatch(text)
-            if match:
-                return self._filled(match, groups, value, depth)
-        # A message joined from two (`f"..." + (" (a note)." if ... else ".")`): a template, then the rest.
-        for _, _, pattern, groups, value, ends_in_text in candidates:
-            match = pattern.match(text) if ends_in_text else None
-            if match:
-                return self._filled(match, groups, value, depth) + self.translate(text[match.end():], depth + 1)
-        for key, value in self.exact.items():
-            if len(key) > 8 and text.startswith(key) and not PLACEHOLDER.search(key):
-                return value + self.translate(text[len(key):], depth + 1)
-        return text
+    def translate(self, text: str) -> str:
+        return self.best(text)[1]
 
 
 @functools.cache

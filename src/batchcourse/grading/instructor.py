@@ -132,9 +132,9 @@ def export(root: Path, db_url: str, assignments: list[str]) -> int:
     return 0
 
 
-def publish(root: Path, db_url: str, assignments: list[str], feedback: bool = False) -> int:
-    """Close the course folder to other accounts, then copy each student version (or, with `feedback`, the feedback
-    that `tasks.py feedback` wrote) into nbgrader's exchange (JupyterHub)."""
+def publish(root: Path, db_url: str, assignments: list[str], feedback: bool = False, lang: str = "en") -> int:
+    """Close the course folder to other accounts, then copy each student version (in `lang`'s edition; or, with
+    `feedback`, the feedback that `tasks.py feedback` wrote) into nbgrader's exchange (JupyterHub)."""
     from . import hub
 
     hub.close_course(root)
@@ -148,11 +148,13 @@ def publish(root: Path, db_url: str, assignments: list[str], feedback: bool = Fa
             grading.run_nbgrader("release_feedback", assignment, root=root, db_url=db_url, capture=True)
             print(f"{assignment}: students can fetch their feedback (Assignment List, or `nbgrader fetch_feedback`)")
         return 0
+    released = "notebooks" if lang == "en" else f"notebooks/{lang}"
     for assignment in assignments or grading.course_assignments(root):
-        if not (root / "notebooks" / assignment).is_dir():
-            print(f"{assignment}: no student version in notebooks/; run `python3 tasks.py release {assignment}` first")
+        if not (root / released / assignment).is_dir():
+            print(f"{assignment}: no student version in {released}/; run `python3 tasks.py release {assignment}` first")
             return EXIT_NOT_ALL_GRADED
-        grading.run_nbgrader("release_assignment", assignment, "--force", root=root, db_url=db_url, capture=True)
+        grading.run_nbgrader("release_assignment", assignment, "--force",
+                             f"--CourseDirectory.release_directory={released}", root=root, db_url=db_url, capture=True)
         print(f"{assignment}: students can fetch it from {exchange / hub.course_id() / 'outbound' / assignment}/")
     return 0
 
