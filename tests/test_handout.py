@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 import nbformat
 import pytest
 from test_browser import CHROMIUM, CHROMIUM_FLAGS, ensure_chromium
-from test_notebooks import HIDDEN_BLOCK, SOLUTION_BLOCK
+from test_notebooks import HIDDEN_BLOCK, SCRIPTS, SOLUTION_BLOCK
 
 from batchcourse import grading, handout
 from batchcourse.paths import NOTEBOOKS_DIR, REPO_ROOT, SOLUTIONS_DIR
@@ -161,7 +161,7 @@ def test_the_handout_of_an_edition(lang, tmp_path):
     built = subprocess.run([sys.executable, "-m", "batchcourse.cli", "handout", "--lang", lang, "--out", str(out),
                             "00_orientation"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stdout + built.stderr[-3000:]
-    script = {"zh-CN": re.compile(r"[\u4e00-\u9fff]"), "ru": re.compile(r"[А-Яа-яЁё]")}[lang]
+    script = SCRIPTS[lang]
     index = (out / "index.html").read_text()
     assert script.search(index), f"the {lang} handout's index is not in {lang}"
     with sync_playwright() as playwright:

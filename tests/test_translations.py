@@ -17,6 +17,7 @@ import sys
 import nbformat
 import pytest
 
+from test_notebooks import SCRIPTS
 from test_browser import CHROMIUM, CHROMIUM_FLAGS, KERNEL_IDLE, course_copy, ensure_chromium, lab_server  # noqa: F401
 
 from batchcourse import editions, grading, i18n
@@ -25,12 +26,11 @@ from batchcourse.paths import NOTEBOOKS_DIR, REPO_ROOT, assignment_ids
 
 ASSIGNMENTS = assignment_ids()
 LANGS = editions.TRANSLATED
-SCRIPT = {"zh-CN": re.compile(r"[\u4e00-\u9fff]"), "ru": re.compile(r"[А-Яа-яЁё]")}
 STATUS = ".venv/bin/python -m batchcourse.editions status"
 
 
 def in_language(text: str, lang: str) -> bool:
-    return bool(SCRIPT[lang].search(text))
+    return bool(SCRIPTS[lang].search(text))
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -164,7 +164,7 @@ def test_grading_and_feedback_give_hints_in_the_submissions_language(tmp_path):
                           if o.output_type == "stream")
         assert in_language(printed, lang), f"the {lang} notebook's printed lines are not translated: {printed[:500]}"
         feedback = next((course.root / "autograde" / "feedback" / lang / course.assignment).glob("*.html")).read_text()
-        hint = max(re.findall(SCRIPT[lang].pattern + "+", errors[0]), key=len)
+        hint = max(re.findall(SCRIPTS[lang].pattern + "+", errors[0]), key=len)
         assert hint in feedback, f"the {lang} feedback does not show the hint {hint!r}"
 
 

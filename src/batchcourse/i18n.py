@@ -135,12 +135,21 @@ class Catalog:
             return len(core), text[:start] + self.exact[core] + text[start + len(core):]
         best = (0, text)
         for template in self.templates:
-            if template.known <= best[0] or not template.could_match(text):
+            if template.known <= best[0]:
                 continue
-            for gaps in template.matches(text):
-                reading = self._filled(template, gaps, depth)
-                if reading[0] > best[0]:
-                    best = reading
+            if template.could_match(text):
+                for gaps in template.matches(text):
+                    reading = self._filled(template, gaps, depth)
+                    if reading[0] > best[0]:
+                        best = reading
+            elif template.literals[-1] and template.literals[-1] in text:  # a template, then more text
+                end = text.rfind(template.literals[-1]) + len(template.literals[-1])
+                if template.could_match(text[:end]):
+                    rest = self.best(text[end:], depth + 1)
+                    for gaps in template.matches(text[:end]):
+                        reading = self._filled(template, gaps, depth)
+                        if reading[0] + rest[0] > best[0]:
+                            best = (reading[0] + rest[0], reading[1] + rest[1])
         for joint in (": ", "; ", ". ", " ("):  # two messages joined
             at = text.find(joint)
             while at > 0:
