@@ -70,7 +70,9 @@ def lab_server(course_copy):
     env = dict(os.environ, JUPYTER_CONFIG_PATH=str(course_copy / "autograde"), JUPYTER_PLATFORM_DIRS="1",
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     log = (course_copy / "lab.log").open("w")
-    command = lab_command(course_copy, ["--no-browser", f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}"])
+    # A workspace of its own: JupyterLab would otherwise reopen the tabs another test left open.
+    command = lab_command(course_copy, ["--no-browser", f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                                        f"--LabApp.workspaces_dir={course_copy / 'workspaces'}"])
     server = subprocess.Popen(command, cwd=course_copy, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

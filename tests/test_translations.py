@@ -13,12 +13,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
 
 from test_notebooks import SCRIPTS
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, KERNEL_IDLE, course_copy, ensure_chromium, lab_server  # noqa: F401
+from test_browser import (CHROMIUM, CHROMIUM_FLAGS, KERNEL_IDLE, course_copy, ensure_chromium, lab_server,  # noqa: F401
+                          printed_text)
 
 from batchcourse import editions, grading, i18n
 from batchcourse.i18n import Catalog
@@ -163,6 +165,8 @@ def test_grading_and_feedback_give_hints_in_the_submissions_language(tmp_path):
         printed = "".join(o.get("text", "") for c in graded.cells for o in c.get("outputs", [])
                           if o.output_type == "stream")
         assert in_language(printed, lang), f"the {lang} notebook's printed lines are not translated: {printed[:500]}"
+        assert any("image/png" in o.get("data", {}) for c in graded.cells for o in c.get("outputs", [])), (
+            f"the graded {lang} notebook holds no figure")
         feedback = next((course.root / "autograde" / "feedback" / lang / course.assignment).glob("*.html")).read_text()
         hint = max(re.findall(SCRIPTS[lang].pattern + "+", errors[0]), key=len)
         assert hint in feedback, f"the {lang} feedback does not show the hint {hint!r}"
@@ -212,9 +216,12 @@ def test_the_editions_in_jupyterlab(lab_server, tmp_path):
             page.locator(".jp-RenderedImage img >> visible=true").first.scroll_into_view_if_needed()
             page.screenshot(path=str(artifacts / f"{lang}-3-figure.png"))
             page.keyboard.press("Control+s")
+            deadline = time.monotonic() + 60  # the save is asynchronous: Validate reads the file
+            while not printed_text(course / relative) and time.monotonic() < deadline:
+                time.sleep(0.5)
             page.locator(".validate-button >> visible=true").first.click()
             dialog = page.locator(".jp-Dialog", has_text="Validation Results")
-            dialog.wait_for(timeout=180_000)
+            dialog.wait_for(timeout=300_000)
             page.screenshot(path=str(artifacts / f"{lang}-4-validate.png"))
             assert in_language(dialog.inner_text(), lang), f"Validate's verdict is not in {lang}: {dialog.inner_text()[:800]}"
             dialog.get_by_role("button").last.click()

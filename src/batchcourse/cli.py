@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import editions, grading
-from .i18n import LANGUAGES
+from .i18n import LANGUAGES, translate
 from .paths import NOTEBOOKS_DIR, REPO_ROOT, assignment_ids
 
 
@@ -55,7 +55,8 @@ def check(args) -> int:
 
     path = Path(args.notebook)
     if not path.is_file():
-        print(f"No notebook at {path}: give the path of your .ipynb file, e.g. notebooks/00_orientation/00_orientation.ipynb")
+        print(translate(f"No notebook at {path}: give the path of your .ipynb file, e.g. "
+                        "notebooks/00_orientation/00_orientation.ipynb"))
         return 2
     return self_check(path.resolve())
 

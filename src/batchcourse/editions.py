@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 
 from .i18n import LANGUAGES, PLACEHOLDER, TRANSLATIONS_DIR
-from .paths import NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, SOLUTIONS_DIR, assignment_ids
+from .paths import DATA_DIR, NOTEBOOKS_DIR, PACKAGE_DIR, REPO_ROOT, SOLUTIONS_DIR, assignment_ids
 
 TRANSLATED = tuple(lang for lang in LANGUAGES if lang != "en")
 HEADER = re.compile(r"^<!-- cell (\S+) en:([0-9a-f]{12})( TODO)? -->$", re.MULTILINE)
@@ -139,7 +139,27 @@ def english_messages(name: str) -> list[str]:
     found = []
     for source in sources:
         found += [m for m in messages_in(source) if m not in found]
-    return found
+    return found + [m for m in sweep_labels(name) if m not in found]
+
+
+def sweep_labels(assignment: str) -> list[str]:
+    """The names in the assignment's shipped sweeps (data/sweeps/<nn>_*.json) that its figures and tables show."""
+    def strings(value):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                yield key
+                yield from strings(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                yield from strings(inner)
+        elif isinstance(value, str):
+            yield value
+
+    found = {}
+    for path in sorted((DATA_DIR / "sweeps").glob(f"{assignment[:3]}*.json")):
+        found.update(dict.fromkeys(s for s in strings(json.loads(path.read_text()))
+                                   if is_prose(s) and len(s) < 80 and not s.startswith("python3 ")))
+    return list(found)
 
 
 def messages_file(lang: str, name: str) -> Path:

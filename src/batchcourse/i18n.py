@@ -11,8 +11,8 @@ where a learner sees it:
 * lines the notebook prints.
 
 The language is the notebook's (`{"batchcourse": {"lang": "zh-CN"}}` in its metadata): read from the notebook
-JupyterLab names in JPY_SESSION_NAME, or given in BATCHCOURSE_LANG (the grader sets it; on Colab, `%env`), or read
-from the notebook in the kernel's working folder (nbconvert and Validate start kernels there).
+JupyterLab names in JPY_SESSION_NAME, or from the notebook in the kernel's working folder (nbconvert and Validate
+start kernels there), or given in BATCHCOURSE_LANG (the grader's sandboxed kernels; on Colab, `%env`).
 """
 
 import functools
@@ -30,6 +30,7 @@ TRANSLATIONS_DIR = COURSE_FILES / "translations"
 CJK_FONT = DATA_DIR / "fonts" / "DroidSansFallbackFull.ttf"
 PLACEHOLDER = re.compile(r"\{[^{}\n]+\}")
 LETTERS = re.compile(r"[A-Za-z]{2}")
+LONGEST = 2000  # longer text is not one message (printed lines are translated one by one)
 
 _chosen: str | None = None
 
@@ -41,25 +42,27 @@ def notebook_language(notebook: dict) -> str:
 
 
 def _language_of_file(path: Path) -> str | None:
+    """The language a notebook file names in its metadata; None when it names none."""
     try:
-        return notebook_language(json.loads(path.read_text(encoding="utf-8")))
+        named = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("batchcourse", {}).get("lang")
     except (OSError, ValueError, AttributeError):
         return None
+    return named if named in LANGUAGES else None
 
 
 def language() -> str:
-    """The learner's language: set_language's, else the open notebook's, else BATCHCOURSE_LANG, else that of the
-    notebook in the working folder, else English."""
+    """The learner's language: set_language's, else the open notebook's, else that of the notebook in the working
+    folder, else BATCHCOURSE_LANG, else English."""
     if _chosen:
         return _chosen
     session = os.environ.get("JPY_SESSION_NAME", "")  # JupyterLab's kernels know their notebook
     if session.endswith(".ipynb") and Path(session).is_file():
-        return _language_of_file(Path(session)) or "en"
-    given = os.environ.get(VARIABLE)
-    if given in LANGUAGES:
-        return given
+        return _language_of_file(Path(session)) or "en"  # a notebook that names no language is English
     found = {_language_of_file(p) for p in Path.cwd().glob("*.ipynb")} - {None}
-    return found.pop() if len(found) == 1 else "en"
+    if len(found) == 1:
+        return found.pop()
+    given = os.environ.get(VARIABLE)
+    return given if given in LANGUAGES else "en"
 
 
 def set_language(lang: str) -> None:
@@ -120,6 +123,7 @@ class Catalog:
 
     def __init__(self, entries: dict[str, str]):
         self.exact = {k: v for k, v in entries.items() if not PLACEHOLDER.search(k)}
+        self.prefixes = [k for k in self.exact if len(k) >= 8 and LETTERS.search(k)]
         self.templates = [Template(k, v) for k, v in entries.items() if PLACEHOLDER.search(k)]
 
     @functools.lru_cache(maxsize=8192)  # noqa: B019 - a catalog lives as long as the process
@@ -127,7 +131,7 @@ class Catalog:
         """(how many characters of `text` the catalog explains, the translation)."""
         if text in self.exact:
             return len(text), self.exact[text]
-        if depth > 5 or not LETTERS.search(text):
+        if depth > 5 or len(text) > LONGEST or not LETTERS.search(text):
             return 0, text
         core = text.strip()
         if core != text and core in self.exact:  # a name padded to a column's width
@@ -150,6 +154,10 @@ class Catalog:
                         reading = self._filled(template, gaps, depth)
                         if reading[0] + rest[0] > best[0]:
                             best = (reading[0] + rest[0], reading[1] + rest[1])
+        for key in self.prefixes:  # a message, then more text ("  images per GPU: " + str(n))
+            if len(key) > best[0] and text.startswith(key) and len(text) > len(key):
+                rest = self.best(text[len(key):], depth + 1)
+                best = max(best, (len(key) + rest[0], self.exact[key] + rest[1]))
         for joint in (": ", "; ", ". ", " ("):  # two messages joined
             at = text.find(joint)
             while at > 0:
@@ -236,7 +244,7 @@ def _translate_printed(shell, lang: str) -> None:
         write = sys.stdout.write
         if not getattr(write, "translates", False):
             def translating_write(text, *args, **kwargs):
-                return write(translate(text, lang), *args, **kwargs)
+                return write(translate_lines(text, lang), *args, **kwargs)
 
             translating_write.translates = True
             sys.stdout.write = translating_write

@@ -26,8 +26,14 @@ from pathlib import Path
 from . import forkserver
 
 # Imported by the source, so that no kernel imports them again.
-PRELOADED = ["torch", "torchvision", "numpy", "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython", "zmq",
-             "jupyter_client.session", "batchcourse.grading.kernel_launcher"]
+# Also what every notebook's set-up cell and the graded calls import: matplotlib (not its inline backend, which
+# hooks into the shell it finds when imported), the course's helpers and the kernel's side of the wire.
+PRELOADED = ["torch", "torchvision", "torchvision.transforms.v2", "numpy", "ipykernel.kernelapp", "ipykernel.ipkernel",
+             "IPython", "zmq", "jupyter_client.session", "matplotlib.pyplot", "batchcourse.checks", "batchcourse.data",
+             "batchcourse.models", "batchcourse.plotting", "batchcourse.grading.student_side",
+             "batchcourse.grading.kernel_launcher"]
+# Run by the kernel before any cell: the course's helpers were imported before there was a shell to hook into.
+AT_START = "import batchcourse.i18n as _i18n; _i18n.install_in_kernel(); del _i18n"
 KERNEL_TITLE = "ipykernel_launcher (forked, sandboxed)"
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC = 0x20000, 0x10000000, 0x20000000, 0x40000000, 0x8000000
 MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x4000, 0x40000, 0x2, 0x4, 0x8
@@ -110,7 +116,11 @@ def become_kernel(settings: dict, args: list[str], source: int) -> None:
     os.environ.update(env)
     tempfile.tempdir = None
     sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
-    sys.argv = ["ipykernel_launcher", *argv[3:]]
+    if "MPLBACKEND" in env:  # matplotlib read the source's environment when it was imported
+        import matplotlib
+
+        matplotlib.rcParams["backend"] = env["MPLBACKEND"]
+    sys.argv = ["ipykernel_launcher", *argv[3:], f"--IPKernelApp.exec_lines={[AT_START]!r}"]
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()
