@@ -35,19 +35,22 @@ LONGEST = 2000  # longer text is not one message (printed lines are translated o
 _chosen: str | None = None
 
 
+def named_language(notebook: dict) -> str | None:
+    """The language a notebook's metadata names; None when it names none we have (an English notebook)."""
+    lang = notebook.get("metadata", {}).get("batchcourse", {}).get("lang")
+    return lang if lang in LANGUAGES else None
+
+
 def notebook_language(notebook: dict) -> str:
-    """The language a notebook's metadata names; English when it names none we have."""
-    lang = notebook.get("metadata", {}).get("batchcourse", {}).get("lang", "en")
-    return lang if lang in LANGUAGES else "en"
+    return named_language(notebook) or "en"
 
 
 def _language_of_file(path: Path) -> str | None:
     """The language a notebook file names in its metadata; None when it names none."""
     try:
-        named = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("batchcourse", {}).get("lang")
+        return named_language(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, AttributeError):
         return None
-    return named if named in LANGUAGES else None
 
 
 def language() -> str:

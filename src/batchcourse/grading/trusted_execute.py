@@ -27,7 +27,7 @@ from traitlets import Bool, HasTraits, Integer
 
 from ..i18n import notebook_language, translate
 from . import is_test_cell
-from .lifetime import RUN_VARIABLE, dies_with_parent, kept_environment
+from .lifetime import dies_with_parent, kept_environment
 from .student_side import MIME
 
 TRUSTED_USER = 199999
