@@ -10,6 +10,7 @@ grading machine itself and are the same for every assignment.
 import nbformat
 
 from batchcourse import grading
+from batchcourse.grading import wire
 
 COMPARISONS = """
 import numpy, torch, torch.testing
@@ -751,18 +752,42 @@ _wrong_TARGET = TARGET
 def TARGET(*args, **kwargs):
     import base64
     from IPython.display import publish_display_data
-    from batchcourse.grading import student_side, wire
+    from batchcourse.grading import wire
     writer = wire.Writer()
     reply = {"hits": [], "counts": {}, "result": writer.write(True), "mirror": [], "rng": None}
-    publish_display_data({student_side.MIME: base64.b64encode(writer.pack(reply)).decode("ascii")})
+    publish_display_data({"application/x-batchcourse-reply": base64.b64encode(writer.pack(reply)).decode("ascii")})
     return _wrong_TARGET(*args, **kwargs)
 """
+
+# The grader's requests reach the kernel on a socket: write a reply into it before the real one (the reply's
+# bytes made here, so that the notebook imports nothing of the course's).
+WRITES_ITS_OWN_REPLY = """
+_wrong_TARGET = TARGET
+
+def TARGET(*args, **kwargs):
+    import gc
+    import socket
+    import struct
+    reply = FORGED_REPLY
+    for channel in [o for o in gc.get_objects() if isinstance(o, socket.socket)]:
+        try:
+            channel.sendall(struct.pack("<Q", len(reply)) + reply)
+        except OSError:
+            pass
+    return _wrong_TARGET(*args, **kwargs)
+"""
+
+
+def forged_reply() -> bytes:
+    writer = wire.Writer()
+    return writer.pack({"hits": [], "counts": {}, "result": writer.write(True), "mirror": [], "rng": None})
 
 
 def issue_attack(template: str):
     """A builder that appends `template` (TARGET: the attacked function) to the wrong answer."""
     def build(student_nb, answers, function, wrong, context):
-        code = template.replace("TARGET", function).replace("FLOOD_MB", str(FLOOD_MB))
+        code = (template.replace("TARGET", function).replace("FLOOD_MB", str(FLOOD_MB))
+                .replace("FORGED_REPLY", repr(forged_reply())))
         return grading.make_submission(student_nb, _answer(answers, function, wrong, code))
     return build
 
@@ -823,6 +848,7 @@ ISSUE_FAMILIES = {
         "names one blob for every tensor": issue_attack(BLOB_NAMED_TWICE),
         "names a torch function that runs a shell command": issue_attack(NAMES_A_TORCH_FUNCTION),
         "publishes a reply of its own before the real one": issue_attack(PUBLISHES_ITS_OWN_REPLY),
+        "writes a reply of its own into the grader's socket before the real one": issue_attack(WRITES_ITS_OWN_REPLY),
     },
     "edits test-cell metadata": {
         "solution: true": metadata_edited(solution=True),

@@ -110,8 +110,11 @@ class _Pristine:
         )
 
     def restore(self) -> list[str]:
-        """Undo changes to the captured namespaces; return what had been changed."""
+        """Undo changes to the captured namespaces; return what had been changed. The grader's test process
+        runs no student code, so there is nothing to undo."""
         changed = []
+        if _REMOTE[0] is not None:
+            return changed
         for name, module in self.modules.items():
             if sys.modules.get(name) is not module:
                 sys.modules[name] = module

@@ -2,15 +2,18 @@
 
 The student's cells run in the (sandboxed) kernel as before. Each test cell runs instead in the test
 process of the submission (`batchcourse.grading.trusted`), started for it under a user of its own; a graded
-name called there makes the grader run one request in the kernel and hand the reply back. The cell's
+name called there makes the grader run one request in the kernel and hand the reply back (a test cell's
+requests are answered by one execution in the kernel, on a socket of their own: see KernelCalls). The cell's
 outputs are what the test process reports, so nothing the kernel prints, displays or raises becomes a test
 result. A call that does not finish in the cell's time limit is interrupted and fails the test.
 """
 
 import atexit
+import base64
 import contextlib
 import json
 import os
+import secrets
 import select
 import shutil
 import socket
@@ -28,7 +31,7 @@ from traitlets import Bool, HasTraits, Integer
 from ..i18n import notebook_language, translate
 from . import is_test_cell
 from .lifetime import dies_with_parent, kept_environment
-from .student_side import MIME
+from .student_side import FRAME
 
 TRUSTED_USER = 199999
 USER_NAMESPACE = ["unshare", "--user", "--map-root-user", "--net", "--ipc"]
@@ -214,7 +217,7 @@ class TrustedTests(HasTraits):
     def _run_test(self, source: str) -> list[dict]:
         deadline = time.monotonic() + (self.timeout or 120)
         processes = self._test_processes()
-        with processes.connect() as connection:
+        with processes.connect() as connection, contextlib.closing(KernelCalls(self, deadline)) as kernel:
             lines = _Lines(connection.fileno())
 
             def send(message: dict) -> None:
@@ -232,49 +235,9 @@ class TrustedTests(HasTraits):
                 except (EOFError, ValueError) as error:
                     raise TestProcessError(f"a test process stopped: {processes.tail()}") from error
                 if message.get("op") == "call":
-                    send(self._kernel_request(message["payload"], deadline))
+                    send(kernel.request(message["payload"]))
                 elif message.get("op") == "done":
                     return message["outputs"]
-
-    # -- one request in the student's kernel ----------------------------------------------------
-
-    def _kernel_request(self, payload: str, deadline: float) -> dict:
-        try:
-            data = run_sync(self._ask_kernel)(payload, deadline)
-        except TimeoutError:
-            run_sync(self._interrupt)()
-            return {"op": "reply", "error": f"the notebook's code did not finish within {self.timeout} s of this test"}
-        if data is None:
-            return {"op": "reply", "error": "the notebook's kernel gave no answer (did its code replace the course's "
-                                            "grading module, or print instead of returning?)"}
-        if data is TWO_REPLIES:
-            return {"op": "reply", "error": "the notebook's code published an answer of its own beside the course's; "
-                                            "a graded function returns its result and displays nothing of that kind"}
-        return {"op": "reply", "payload": data}
-
-    async def _ask_kernel(self, payload: str, deadline: float):
-        code = f"__import__('batchcourse.grading.student_side', fromlist=['serve']).serve({payload!r})"
-        msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
-        reply, replies = None, 0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            if not await self.km.is_alive():
-                raise DeadKernelError("the kernel died")
-            try:
-                message = await self.kc.get_iopub_msg(timeout=min(remaining, 1.0))
-            except Exception:  # noqa: BLE001 - queue.Empty: nothing yet, look again
-                continue
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = message["msg_type"], message["content"]
-            if kind in ("display_data", "update_display_data", "execute_result") and MIME in content.get("data", {}):
-                replies += 1
-                text = content["data"][MIME]
-                reply = text if isinstance(text, str) and len(text) <= MAX_REPLY_BYTES else None
-            elif kind == "status" and content.get("execution_state") == "idle":
-                return TWO_REPLIES if replies > 1 else reply
 
     async def _interrupt(self):
         await self.km.interrupt_kernel()
@@ -288,7 +251,145 @@ class TrustedTests(HasTraits):
                 return
 
 
-TWO_REPLIES = object()
+class KernelCalls:
+    """One test cell's requests to the student's kernel. The kernel answers them in one execution
+    (`student_side.serve_calls`), on a socket of their own that this side listens on: a request costs a
+    round trip on that socket, not a cell execution with its messages. The kernel proves it is the one asked
+    with a token given in that execution's code."""
+
+    def __init__(self, execute: "TrustedTests", deadline: float):
+        self.execute, self.deadline = execute, deadline
+        self.channel: socket.socket | None = None
+        self.msg_id: str | None = None
+
+    def request(self, payload: str) -> dict:
+        if self.channel is None:
+            self.channel = self._open()
+            if self.channel is None:
+                return _reply_error(NO_ANSWER)
+        if select.select([self.channel], [], [], 0)[0]:
+            self._drop()
+            return _reply_error(TWO_REPLIES)
+        data = base64.b64decode(payload)
+        try:
+            self.channel.sendall(FRAME.pack(len(data)) + data)
+            header = self._read(FRAME.size)
+            size = FRAME.unpack(header)[0] if header is not None else 0
+            if size > MAX_REPLY_BYTES:
+                self._drop()
+                return _reply_error(NO_ANSWER)
+            reply = self._read(size) if header is not None else None
+        except TimeoutError:
+            self._drop()
+            run_sync(self.execute._interrupt)()
+            seconds = self.execute.timeout
+            return _reply_error(f"the notebook's code did not finish within {seconds} s of this test")
+        except OSError:
+            reply = None
+        if reply is None:
+            self._drop()
+            if not run_sync(self.execute.km.is_alive)():
+                raise DeadKernelError("the kernel died")
+            return _reply_error(NO_ANSWER)
+        return {"op": "reply", "payload": base64.b64encode(reply).decode("ascii")}
+
+    def close(self) -> None:
+        """End the kernel's execution and wait for it to finish (interrupt it if it does not)."""
+        self._drop()
+        if self.msg_id is not None and not run_sync(self._finished)(self.deadline + 5):
+            run_sync(self.execute._interrupt)()
+        self.msg_id = None
+
+    def _drop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+    def _read(self, size: int) -> bytes | None:
+        parts = []
+        while size:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            if not select.select([self.channel], [], [], min(remaining, 1.0))[0]:
+                if not run_sync(self.execute.km.is_alive)():
+                    return None
+                continue
+            part = self.channel.recv(min(size, 1 << 20))
+            if not part:
+                return None
+            parts.append(part)
+            size -= len(part)
+        return b"".join(parts)
+
+    def _open(self) -> socket.socket | None:
+        """Start the kernel's execution that answers requests; its connection, or None if it never connects."""
+        km, token = self.execute.km, secrets.token_hex(16)
+        if km.transport == "ipc":  # the sandbox's folder, where the kernel's own sockets are
+            address = f"{km.ip}-calls"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(address)
+            os.chmod(address, 0o666)  # the kernel may run as a user of its own; the token proves who it is
+        else:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind(("127.0.0.1", 0))
+            address = listener.getsockname()[1]
+        with listener:
+            listener.listen(4)
+            code = SERVE_TEMPLATE.format(address=address, token=token)
+            self.msg_id = self.execute.kc.execute(code, silent=False, store_history=False, allow_stdin=False,
+                                                  stop_on_error=False)
+            try:
+                return run_sync(self._accept)(listener, token)
+            finally:
+                if isinstance(address, str):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(address)
+
+    async def _accept(self, listener: socket.socket, token: str) -> socket.socket | None:
+        expected = FRAME.pack(len(token)) + token.encode()
+        while time.monotonic() < self.deadline:
+            if select.select([listener], [], [], 0.002)[0]:
+                connection, _ = listener.accept()
+                connection.settimeout(5)
+                try:
+                    if connection.recv(len(expected), socket.MSG_WAITALL) == expected:
+                        connection.settimeout(None)
+                        return connection
+                except OSError:
+                    pass
+                connection.close()
+            elif await self._finished(time.monotonic() + 0.002):
+                self.msg_id = None  # the execution ended without connecting (its code was changed)
+                return None
+        return None
+
+    async def _finished(self, until: float) -> bool:
+        """Whether the execution went idle before `until`."""
+        while (remaining := until - time.monotonic()) > 0:
+            try:
+                message = await self.execute.kc.get_iopub_msg(timeout=remaining)
+            except Exception:  # noqa: BLE001 - queue.Empty: nothing yet
+                return False
+            if (message["parent_header"].get("msg_id") == self.msg_id and message["msg_type"] == "status"
+                    and message["content"].get("execution_state") == "idle"):
+                return True
+        return False
+
+
+SERVE_TEMPLATE = "__import__('batchcourse.grading.student_side', fromlist=['serve_calls']).serve_calls({address!r}, {token!r})"
+NO_ANSWER = ("the notebook's kernel gave no answer (did its code replace the course's grading module, or end "
+             "the kernel's answering?)")
+TWO_REPLIES = ("the notebook's code wrote into the grader's channel beside the course's answer; a graded function "
+               "returns its result and sends nothing of that kind")
+
+
+def _reply_error(message: str) -> dict:
+    return {"op": "reply", "error": message}
+
+
 
 
 def _error(ename: str, evalue: str) -> dict:
