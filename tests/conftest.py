@@ -8,6 +8,8 @@ grade notebooks) are scheduled first, so that the quick ones fill in the gaps at
 
 import pytest
 
+from batchcourse.paths import assignment_ids
+
 try:  # pytest 9.2 builds node ids from `_id`; pytest-xdist 3.8 still writes the group into `_nodeid`
     from _pytest.nodeid import NodeId
 except ImportError:
@@ -20,7 +22,9 @@ def shared_fixture(item) -> str | None:
     for name in sorted(info.name2fixturedefs if info else ()):
         definition = info.name2fixturedefs[name][-1]
         if definition.baseid and definition.scope in ("module", "package", "session"):  # pytest's own have no baseid
-            return f"{definition.baseid}::{name}"
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            instance = "-".join(str(params[a]) for a in (name, *definition.argnames) if a in params)  # one per parameter
+            return f"{definition.baseid}::{name}" + (f"[{instance}]" if instance else "")
     return None
 
 
@@ -37,3 +41,32 @@ def pytest_collection_modifyitems(config, items):
             if names:
                 item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
     items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
+
+
+# -- One graded batch per assignment -------------------------------------------------------------------------
+# The gate (test_notebooks) and the tampering test (test_tampering) grade the same course: the gate's cases and
+# the attacks in one nbgrader run, so that each assignment is released, started and graded once.
+
+@pytest.fixture(scope="session", params=assignment_ids())
+def graded_batch(request, tmp_path_factory):
+    """The course of an assignment (the parameter) with the gate's submissions and the tampering batch graded (test_tampering
+    names the attacks' submissions so that none shares a name with a gate's, except the blank notebook)."""
+    import socket
+
+    from batchcourse import grading
+    from test_notebooks import BATCH_ENV, Batch, submissions_for
+    from test_tampering import tampering_batch
+
+    assignment = request.param
+    with pytest.MonkeyPatch.context() as patch, socket.socket() as outside:
+        outside.bind(("127.0.0.1", 0))  # a server on the grader's loopback: a sandboxed kernel must not reach it
+        outside.listen()
+        for key, value in BATCH_ENV.items():
+            patch.setenv(key, value)
+        course = grading.ScratchCourse.create(assignment, tmp_path_factory.mktemp(assignment))
+        cases, expectations = submissions_for(assignment, course.student_nb, course.solution_nb)
+        attacks = tampering_batch(assignment, course.student_nb, course.solution_nb, outside.getsockname()[1])
+        course.submit({**cases, **{student: notebook for student, (notebook, _, _) in attacks.items()
+                                   if student not in cases}})
+        run = course.autograde()
+    return Batch(course, run, course.scores(), cases, expectations, attacks)

@@ -6,6 +6,7 @@
 - autograde gives the solution full marks and the untouched student notebook zero, on every test cell;
 - every wrong answer in tests/cases/<id>.py loses points on its function's tests, and every
   correct alternative keeps full points.
+The cases are graded in one nbgrader run with test_tampering's attacks (conftest.graded_batch).
 """
 
 import ast
@@ -13,6 +14,8 @@ import base64
 import importlib.util
 import re
 import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -193,9 +196,28 @@ def test_solution_executes(assignment, tmp_path):
 
 
 def graded_the_batch(course: grading.ScratchCourse, *extra: str) -> None:
-    run = course.autograde(*extra)
+    check_graded(course, course.autograde(*extra))
+
+
+def check_graded(course: grading.ScratchCourse, run: subprocess.CompletedProcess) -> None:
     assert run.returncode == 0 and not grading.ungraded(course.assignment, course.root), (
         f"nbgrader could not grade the batch:\n{run.stdout[-4000:]}")
+
+
+# The gate's cases and the tampering batch are graded together, with the attacks' time limits.
+BATCH_ENV = {"BATCHCOURSE_CELL_SECONDS": "30", "BATCHCOURSE_WALL_SECONDS": "150"}
+
+
+@dataclass
+class Batch:
+    """An assignment's graded course (conftest.graded_batch): nbgrader's run, the scores it gave, the gate's
+    submissions with what each must score, and test_tampering's (student -> notebook, attacked function, attack)."""
+    course: grading.ScratchCourse
+    run: subprocess.CompletedProcess
+    scores: dict
+    cases: dict
+    expectations: dict
+    attacks: dict
 
 
 def edition_of(name: str) -> str:
@@ -260,14 +282,10 @@ def untranslated_hints(course: grading.ScratchCourse, submissions: dict) -> list
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_autograde_scores_every_case(assignment, tmp_path):
-    course = grading.ScratchCourse.create(assignment, tmp_path)
-    solution_nb = course.solution_nb
-    submissions, expectations = submissions_for(assignment, course.student_nb, solution_nb)
-    course.submit(submissions)
-    graded_the_batch(course)
-    scores = course.scores()
+def test_autograde_scores_every_case(graded_batch):  # one per assignment: conftest.graded_batch's parameter
+    course, solution_nb = graded_batch.course, graded_batch.course.solution_nb
+    check_graded(course, graded_batch.run)
+    submissions, expectations, scores = graded_batch.cases, graded_batch.expectations, graded_batch.scores
 
     test_cells = [grading.grade_id(c) for c in solution_nb.cells if grading.is_test_cell(c)]
     problems = untranslated_hints(course, submissions)

@@ -1,7 +1,9 @@
 """Grading that a class cannot game: tampering submissions must not gain points.
 
 For every assignment, a batch holds an honest solution, a blank notebook and tampering
-submissions (tests/attacks.py, plus each assignment's own ATTACKS in tests/cases/<id>.py).
+submissions (tests/attacks.py, plus each assignment's own ATTACKS in tests/cases/<id>.py); it is graded in one
+nbgrader run with the gate's cases (conftest.graded_batch), which come after the attacks and must still score
+as the gate says.
 Each tampering submission carries a wrong answer for the function it attacks; grading must give
 that function's tests no more points than the wrong answer earns alone (a test cell per skill gives
 partial credit), grade the honest submission fully, finish, leave no process behind, and (for the
@@ -27,7 +29,8 @@ from batchcourse import grading
 from batchcourse.grading.sandbox import KERNEL_USER_BASE, METADATA_KEY, ROOT, USER_NAMESPACE
 from batchcourse.paths import AUTOGRADE_DIR
 from batchcourse.grading.tamper import tamper_report
-from test_notebooks import ASSIGNMENTS, grade_ids_of_tests, graded_the_batch, graded_functions, load_cases
+from test_notebooks import (ASSIGNMENTS, BATCH_ENV, check_graded, grade_ids_of_tests, graded_the_batch,
+                            graded_functions, load_cases)
 
 pytestmark = pytest.mark.notebooks
 FIRST = ASSIGNMENTS[0]
@@ -154,19 +157,17 @@ def batch_problems(course, batch, scores, leftovers) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_tampering_gains_no_points(assignment, tmp_path, monkeypatch, outside_listener):
-    monkeypatch.setenv("BATCHCOURSE_CELL_SECONDS", "20")
-    monkeypatch.setenv("BATCHCOURSE_WALL_SECONDS", "120")
-    course = grading.ScratchCourse.create(assignment, tmp_path)
-    solution_nb = course.solution_nb
-    batch = tampering_batch(assignment, course.student_nb, solution_nb, outside_listener)
-    course.submit({student: notebook for student, (notebook, _, _) in batch.items()})
-    graded_the_batch(course)
-    scores = course.scores()
+def test_tampering_gains_no_points(graded_batch, monkeypatch):
+    """The attacks are graded with the gate's submissions (conftest.graded_batch, one per assignment), which come
+    after them."""
+    for key, value in BATCH_ENV.items():
+        monkeypatch.setenv(key, value)
+    course, batch, scores = graded_batch.course, graded_batch.attacks, graded_batch.scores
+    assignment = course.assignment
+    check_graded(course, graded_batch.run)
     uids = kernel_uids(course)
     assert all(uid >= KERNEL_USER_BASE for uid in uids) and uids, "the batch did not run in the sandbox"
-    assert len(uids) == len(batch), "two submissions shared a kernel uid"
+    assert len(uids) == len(set(batch) | set(graded_batch.cases)), "two submissions shared a kernel uid"
     assert {r.get("sandbox") for r in sandbox_records(course)} == {ROOT}
     problems = batch_problems(course, batch, scores, sandbox_processes(uids))
     assert not problems, "\n".join(problems)
