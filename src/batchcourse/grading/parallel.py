@@ -10,6 +10,7 @@ generous one instead, so that they wait their turn rather than fail with "databa
 (nbgrader's writes are short: a few milliseconds per submission).
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -162,6 +163,20 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
+@contextlib.contextmanager
+def threads_per_worker(workers: int):
+    """Workers side by side share the cores: each kernel and test process started here gets its share of torch's
+    threads (unless OMP_NUM_THREADS says otherwise), so that two workers do not run four threads on two cores."""
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
 def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = None,
               part: tuple[int, int] | None = None, stream=None) -> dict[str, str]:
     """Autograde every submission of `assignment` (or those of one slice), `workers` at a time.
@@ -185,7 +200,7 @@ def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = No
         return cause
 
     # The grader and kernel servers import while the test processes' server starts.
-    with shared_grader_source() as grader_server, shared_kernel_source(wait=False) as kernel_server, \
+    with threads_per_worker(workers), shared_grader_source() as grader_server, shared_kernel_source(wait=False) as kernel_server, \
             shared_test_processes(), ThreadPoolExecutor(max_workers=workers) as pool:
         graders = grader_source.socket(grader_server)
         settle(kernel_server)

@@ -281,7 +281,8 @@ class KernelCalls:
             reply = self._read(size) if header is not None else None
         except TimeoutError:
             self._drop()
-            run_sync(self.execute._interrupt)()
+            run_sync(self.execute._interrupt)()  # waits until the kernel is idle
+            self.msg_id = None
             seconds = self.execute.timeout
             return _reply_error(f"the notebook's code did not finish within {seconds} s of this test")
         except OSError:
