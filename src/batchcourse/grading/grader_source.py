@@ -1,8 +1,8 @@
 """nbgrader processes forked from a preloaded one: a submission's grader starts without importing anything.
 
 `tasks.py grade` grades each submission in an nbgrader process of its own (parallel.py), so that a crash costs
-only that student. A new process imports nbgrader, SQLAlchemy, nbconvert and the course's grading steps (torch
-among them) again, seconds of CPU per submission. The grading command starts one fork server with them imported
+only that student. A new process imports nbgrader, SQLAlchemy, nbconvert and the course's grading steps again,
+seconds of CPU per submission. The grading command starts one fork server with them imported
 (forkserver.py); each submission's grader is a child of it that runs `nbgrader autograde ...` in the process it was
 forked as, with the command line (shown in ps as well), working folder and environment the separate process had,
 and its output in a file. A grader that crashes or is killed is still that child alone: the grading thread that

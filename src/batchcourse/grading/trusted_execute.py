@@ -31,7 +31,7 @@ from traitlets import Bool, HasTraits, Integer
 from ..i18n import notebook_language, translate
 from . import is_test_cell
 from .lifetime import dies_with_parent, kept_environment
-from .student_side import FRAME
+from .frames import FRAME
 
 TRUSTED_USER = 199999
 USER_NAMESPACE = ["unshare", "--user", "--map-root-user", "--net", "--ipc"]
