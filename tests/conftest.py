@@ -24,7 +24,8 @@ def shared_fixture(item) -> str | None:
         if definition.baseid and definition.scope in ("module", "package", "session"):  # pytest's own have no baseid
             params = getattr(getattr(item, "callspec", None), "params", {})
             instance = "-".join(str(params[a]) for a in (name, *definition.argnames) if a in params)  # one per parameter
-            return f"{definition.baseid}::{name}" + (f"[{instance}]" if instance else "")
+            # no brackets: xdist reads "...]" after the "@" as a test's parameters, not a group
+            return f"{definition.baseid}::{name}" + (f"({instance})" if instance else "")
     return None
 
 
