@@ -52,21 +52,17 @@ def pytest_collection_modifyitems(config, items):
 def graded_batch(request, tmp_path_factory):
     """The course of an assignment (the parameter) with the gate's submissions and the tampering batch graded (test_tampering
     names the attacks' submissions so that none shares a name with a gate's, except the blank notebook)."""
-    import socket
-
     from batchcourse import grading
     from test_notebooks import BATCH_ENV, Batch, submissions_for
-    from test_tampering import tampering_batch
+    from test_tampering import loopback_listener, tampering_batch
 
     assignment = request.param
-    with pytest.MonkeyPatch.context() as patch, socket.socket() as outside:
-        outside.bind(("127.0.0.1", 0))  # a server on the grader's loopback: a sandboxed kernel must not reach it
-        outside.listen()
+    with pytest.MonkeyPatch.context() as patch, loopback_listener() as port:
         for key, value in BATCH_ENV.items():
             patch.setenv(key, value)
         course = grading.ScratchCourse.create(assignment, tmp_path_factory.mktemp(assignment))
         cases, expectations = submissions_for(assignment, course.student_nb, course.solution_nb)
-        attacks = tampering_batch(assignment, course.student_nb, course.solution_nb, outside.getsockname()[1])
+        attacks = tampering_batch(assignment, course.student_nb, course.solution_nb, port)
         course.submit({**cases, **{student: notebook for student, (notebook, _, _) in attacks.items()
                                    if student not in cases}})
         run = course.autograde()

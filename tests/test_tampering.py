@@ -11,6 +11,7 @@ first assignment) give the same scores when the batch is graded again.
 The attacks on the machine itself are the same for every assignment, so they run once.
 """
 
+import contextlib
 import fnmatch
 import os
 import pwd
@@ -85,13 +86,19 @@ def _pids_of(uids: set[int]) -> list[int]:
     return pids
 
 
-@pytest.fixture
-def outside_listener():
-    """A TCP server on the grader's loopback: a sandboxed kernel must not reach it."""
+@contextlib.contextmanager
+def loopback_listener():
+    """A TCP server on the grader's loopback (its port): a sandboxed kernel must not reach it."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         yield server.getsockname()[1]
+
+
+@pytest.fixture
+def outside_listener():
+    with loopback_listener() as port:
+        yield port
 
 
 def tampering_batch(assignment, student_nb, solution_nb, port, rootless=False):

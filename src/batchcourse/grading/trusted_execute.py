@@ -273,12 +273,13 @@ class KernelCalls:
         data = base64.b64decode(payload)
         try:
             self.channel.sendall(FRAME.pack(len(data)) + data)
-            header = self._read(FRAME.size)
-            size = FRAME.unpack(header)[0] if header is not None else 0
-            if size > MAX_REPLY_BYTES:
-                self._drop()
-                return _reply_error(NO_ANSWER)
-            reply = self._read(size) if header is not None else None
+            reply = header = self._read(FRAME.size)
+            if header is not None:
+                size = FRAME.unpack(header)[0]
+                if size > MAX_REPLY_BYTES:
+                    self._drop()
+                    return _reply_error(NO_ANSWER)
+                reply = self._read(size)
         except TimeoutError:
             self._drop()
             run_sync(self.execute._interrupt)()  # waits until the kernel is idle
@@ -389,8 +390,6 @@ TWO_REPLIES = ("the notebook's code wrote into the grader's channel beside the c
 
 def _reply_error(message: str) -> dict:
     return {"op": "reply", "error": message}
-
-
 
 
 def _error(ename: str, evalue: str) -> dict:
