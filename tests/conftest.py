@@ -6,6 +6,8 @@ such a fixture is put in one xdist group, so one worker builds it once. The slow
 grade notebooks) are scheduled first, so that the quick ones fill in the gaps at the end.
 """
 
+import os
+
 import pytest
 
 from batchcourse.paths import assignment_ids
@@ -16,10 +18,13 @@ except ImportError:
     NodeId = None
 
 
+PER_WORKER = {"grading_servers"}  # session fixtures each worker is meant to build for itself
+
+
 def shared_fixture(item) -> str | None:
     """The first of the course's own fixtures of a wider scope than one test that `item` uses, if any."""
     info = getattr(item, "_fixtureinfo", None)
-    for name in sorted(info.name2fixturedefs if info else ()):
+    for name in sorted(set(info.name2fixturedefs if info else ()) - PER_WORKER):
         definition = info.name2fixturedefs[name][-1]
         if definition.baseid and definition.scope in ("module", "package", "session"):  # pytest's own have no baseid
             params = getattr(getattr(item, "callspec", None), "params", {})
@@ -44,21 +49,43 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
 
 
+# -- Grading servers shared by a test worker's batches -------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def grading_servers():
+    """The variables that point nbgrader at one grader server, kernel source and source of test processes, started
+    once per test worker (parallel.grading_servers): a batch graded with them set does not start its own. They are
+    set only while such a batch is graded, never for a test that kills or checks a grading command's processes."""
+    from batchcourse.grading import grader_source, parallel, sandbox, trusted_execute
+
+    names = (grader_source.SHARED_VARIABLE, sandbox.KERNEL_SOURCE_VARIABLE, trusted_execute.SHARED_VARIABLE)
+    with parallel.grading_servers(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))):
+        shared = {name: os.environ.pop(name) for name in names if name in os.environ}
+        yield shared
+
+
+@pytest.fixture
+def with_grading_servers(grading_servers, monkeypatch):
+    """A test whose batches use the worker's grading servers."""
+    for name, value in grading_servers.items():
+        monkeypatch.setenv(name, value)
+
+
 # -- One graded batch per assignment -------------------------------------------------------------------------
 # The gate (test_notebooks) and the tampering test (test_tampering) grade the same course: the gate's cases and
 # the attacks in one nbgrader run, so that each assignment is released, started and graded once.
 
 @pytest.fixture(scope="session", params=assignment_ids())
-def graded_batch(request, tmp_path_factory):
+def graded_batch(request, tmp_path_factory, grading_servers):
     """The course of an assignment (the parameter) with the gate's submissions and the tampering batch graded (test_tampering
     names the attacks' submissions so that none shares a name with a gate's, except the blank notebook)."""
     from batchcourse import grading
-    from test_notebooks import BATCH_ENV, Batch, submissions_for
+    from test_notebooks import Batch, batch_env, submissions_for
     from test_tampering import loopback_listener, tampering_batch
 
     assignment = request.param
     with pytest.MonkeyPatch.context() as patch, loopback_listener() as port:
-        for key, value in BATCH_ENV.items():
+        for key, value in {**batch_env(assignment), **grading_servers}.items():
             patch.setenv(key, value)
         course = grading.ScratchCourse.create(assignment, tmp_path_factory.mktemp(assignment))
         cases, expectations = submissions_for(assignment, course.student_nb, course.solution_nb)

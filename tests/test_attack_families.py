@@ -17,7 +17,7 @@ import pytest
 
 import attacks
 from batchcourse import grading
-from test_notebooks import grade_ids_of_tests, graded_functions, load_cases
+from test_notebooks import grade_ids_of_tests, graded_functions, load_cases, without_demos
 
 pytestmark = pytest.mark.notebooks
 PAIR = ("01_conv_batch_independence", "04_running_stats_and_eval")
@@ -68,8 +68,9 @@ def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tu
     target = graded_functions(solution_nb)[0]
     wrong = wrong_answer(load_cases(assignment), target)
     context = {"assignment": assignment, "port": 9}
-    batch = {"honest": grading.make_submission(student_nb, answers), "blank": student_nb,
-             "wrong": grading.make_submission(student_nb, {**answers, target: wrong})}
+    batch = {"honest": grading.make_submission(student_nb, answers), "blank": student_nb}
+    student_nb = without_demos(student_nb)  # no variant needs a demo
+    batch["wrong"] = grading.make_submission(student_nb, {**answers, target: wrong})
     students = {}
     for number, variant in enumerate(variants, 1):
         student = f"variant{number:02d}"
@@ -98,21 +99,21 @@ def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tu
     return outcomes, honest_full, run.stdout
 
 
-def graded(assignment: str, tmp_path_factory) -> tuple[dict, bool, str]:
+def graded(assignment: str, tmp_path_factory, servers: dict) -> tuple[dict, bool, str]:
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in GRADING_ENV.items():
+        for key, value in {**GRADING_ENV, **servers}.items():
             patch.setenv(key, value)
         return grade_variants(assignment, variants_for(assignment), tmp_path_factory.mktemp(assignment))
 
 
 @pytest.fixture(scope="module")
-def graded_01(tmp_path_factory):
-    return graded(PAIR[0], tmp_path_factory)
+def graded_01(tmp_path_factory, grading_servers):
+    return graded(PAIR[0], tmp_path_factory, grading_servers)
 
 
 @pytest.fixture(scope="module")
-def graded_04(tmp_path_factory):
-    return graded(PAIR[1], tmp_path_factory)
+def graded_04(tmp_path_factory, grading_servers):
+    return graded(PAIR[1], tmp_path_factory, grading_servers)
 
 
 def _params(assignment: str):

@@ -124,7 +124,7 @@ MAX_BYTES = 12 * 1024 * 1024
 
 
 @pytest.mark.notebooks
-def test_floods_and_edited_metadata_keep_honest_marks(tmp_path, monkeypatch):
+def test_floods_and_edited_metadata_keep_honest_marks(tmp_path, monkeypatch, with_grading_servers):
     monkeypatch.setenv("BATCHCOURSE_CELL_SECONDS", "60")
     assignment = "00_orientation"
     course = grading.ScratchCourse.create(assignment, tmp_path)

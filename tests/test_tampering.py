@@ -30,8 +30,8 @@ from batchcourse import grading
 from batchcourse.grading.sandbox import KERNEL_USER_BASE, METADATA_KEY, ROOT, USER_NAMESPACE
 from batchcourse.paths import AUTOGRADE_DIR
 from batchcourse.grading.tamper import tamper_report
-from test_notebooks import (ASSIGNMENTS, BATCH_ENV, check_graded, grade_ids_of_tests, graded_the_batch,
-                            graded_functions, load_cases)
+from test_notebooks import (ASSIGNMENTS, batch_env, check_graded, grade_ids_of_tests, graded_the_batch,
+                            graded_functions, load_cases, without_demos)
 
 pytestmark = pytest.mark.notebooks
 FIRST = ASSIGNMENTS[0]
@@ -116,12 +116,13 @@ def tampering_batch(assignment, student_nb, solution_nb, port, rootless=False):
     else:
         chosen = {n: attacks.KERNEL_ATTACKS[n] for n in attacks.QUICK_KERNEL_ATTACKS}
     batch = {"honest": (grading.make_submission(student_nb, answers), None, None),
-             "blank": (student_nb, None, None),
-             "wrong": (grading.make_submission(student_nb, {**answers, target: wrong}), None, None)}
+             "blank": (student_nb, None, None)}
+    writers_nb, student_nb = student_nb, without_demos(student_nb)  # the attacks need no demo
+    batch["wrong"] = (grading.make_submission(student_nb, {**answers, target: wrong}), None, None)
     if first:
         # Graded before the attacks ("a-" sorts first): colluders with the right answer, entitled to their points.
         for number, (name, build) in enumerate(attacks.SANDBOX_WRITERS.items(), 1):
-            batch[f"a-writer{number:02d}"] = (build(student_nb, answers, target, wrong, context), None, name)
+            batch[f"a-writer{number:02d}"] = (build(writers_nb, answers, target, wrong, context), None, name)
     for number, (name, build) in enumerate(chosen.items(), 1):
         batch[f"attack{number:02d}"] = (build(student_nb, answers, target, wrong, context), target, name)
     for number, (name, (function, code)) in enumerate(getattr(cases, "ATTACKS", {}).items() if not rootless else (), 1):
@@ -164,13 +165,13 @@ def batch_problems(course, batch, scores, leftovers) -> list[str]:
     return problems
 
 
-def test_tampering_gains_no_points(graded_batch, monkeypatch):
+def test_tampering_gains_no_points(graded_batch, monkeypatch, with_grading_servers):
     """The attacks are graded with the gate's submissions (conftest.graded_batch, one per assignment), which come
     after them."""
-    for key, value in BATCH_ENV.items():
-        monkeypatch.setenv(key, value)
     course, batch, scores = graded_batch.course, graded_batch.attacks, graded_batch.scores
     assignment = course.assignment
+    for key, value in batch_env(assignment).items():
+        monkeypatch.setenv(key, value)
     check_graded(course, graded_batch.run)
     uids = kernel_uids(course)
     assert all(uid >= KERNEL_USER_BASE for uid in uids) and uids, "the batch did not run in the sandbox"

@@ -149,7 +149,7 @@ def test_the_self_check_gives_the_hint_in_the_notebooks_language(tmp_path):
 
 
 @pytest.mark.notebooks
-def test_grading_and_feedback_give_hints_in_the_submissions_language(tmp_path):
+def test_grading_and_feedback_give_hints_in_the_submissions_language(tmp_path, with_grading_servers):
     course = grading.ScratchCourse.create("00_orientation", tmp_path)
     course.submit({lang: wrong_submission(lang) for lang in LANGS})
     run = course.autograde()

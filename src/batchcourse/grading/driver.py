@@ -62,12 +62,18 @@ def run_nbgrader(*args: str, root: Path = REPO_ROOT, db_url: str | None = None,
                  capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
     """Run an nbgrader command on the course at `root`; unless `check` is False, raise with its output if it fails.
 
-    The nbgrader process is killed when the thread that runs it ends (lifetime.py)."""
+    The nbgrader process is killed when the thread that runs it ends (lifetime.py). Inside a grading command
+    (parallel.grading_servers), a command whose output is captured is forked from the command's grader server."""
+    from .grader_source import run_forked, shared_socket
     from .lifetime import dies_with_parent
 
-    command = dies_with_parent([sys.executable, "-m", "nbgrader", *nbgrader_arguments(args, root, db_url)])
-    result = subprocess.run(command, cwd=root, env=nbgrader_environment(), text=True,
-                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+    graders = shared_socket() if capture else None
+    if graders:
+        result = run_forked(graders, *args, root=root, db_url=db_url)
+    else:
+        command = dies_with_parent([sys.executable, "-m", "nbgrader", *nbgrader_arguments(args, root, db_url)])
+        result = subprocess.run(command, cwd=root, env=nbgrader_environment(), text=True,
+                                stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
     if check and result.returncode != 0:
         output = f":\n{result.stdout}" if capture else ""
         raise RuntimeError(f"`nbgrader {' '.join(args)}` failed with exit code {result.returncode}{output}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from .. import grading
 from . import forkserver
 
+SHARED_VARIABLE = "BATCHCOURSE_GRADER_SOURCE"  # the socket of the grading command's grader server
 PRELOADED = ["nbgrader.apps.nbgraderapp", "nbgrader.apps.autogradeapp", "nbgrader.converters.autograde",
              "batchcourse.grading.feedback", "batchcourse.grading.output_limit", "batchcourse.grading.repair",
              "batchcourse.grading.sandbox", "batchcourse.grading.tamper"]
@@ -54,10 +55,14 @@ def run_forked(socket_path: str, *args: str, root: Path, db_url: str) -> subproc
 
 @contextlib.contextmanager
 def shared_grader_source():
-    """A grader server for the nbgrader processes of the block, started without waiting for it (`socket`
-    waits); None where preloading is off: graders then start as new processes."""
+    """A grader server for the nbgrader processes of the block, started without waiting for it (`socket` waits);
+    inside another such block, the one it shares. None where preloading is off: graders then start as new processes."""
     from .sandbox import PRELOADED_VARIABLE
 
+    shared = os.environ.get(SHARED_VARIABLE)
+    if shared and Path(shared).exists():
+        yield forkserver.ForkServer(shared)
+        return
     if os.environ.get(PRELOADED_VARIABLE, "1") == "0":
         yield None
         return
@@ -66,14 +71,25 @@ def shared_grader_source():
     try:
         yield server
     finally:
+        if os.environ.get(SHARED_VARIABLE) == server.socket:
+            del os.environ[SHARED_VARIABLE]
         server.close()
 
 
 def socket(server: forkserver.ForkServer | None) -> str | None:
-    """The server's socket once it takes requests; None (graders start as new processes) if it did not start."""
+    """The server's socket once it takes requests, shared from then on with the block's `run_nbgrader` calls;
+    None (graders start as new processes) if it did not start."""
     if server is None:
         return None
     try:
-        return server.ready().socket
+        path = server.ready().socket
     except RuntimeError:
         return None
+    os.environ[SHARED_VARIABLE] = path
+    return path
+
+
+def shared_socket() -> str | None:
+    """The socket of the grader server this process's grading command shares, if any."""
+    shared = os.environ.get(SHARED_VARIABLE)
+    return shared if shared and Path(shared).exists() else None

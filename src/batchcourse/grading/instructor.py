@@ -74,11 +74,10 @@ def grade(root: Path, db_url: str, assignments: list[str], collect: bool = False
           part: tuple[int, int] | None = None) -> int:
     """`workers` submissions are graded at once (default: one per core); `part` (K, N) grades only slice K
     of N of the students, for several graders sharing one PostgreSQL gradebook (see parallel.py). One kernel
-    source serves every kernel of the command (kernel_source.py)."""
-    from .sandbox import shared_kernel_source
-
+    source serves every kernel of the command (kernel_source.py), one grader server every grader, one source of
+    test processes every test: started once, while the command checks the grader on the solution."""
     assignments = assignments or grading.course_assignments(root)
-    with shared_kernel_source():
+    with parallel.grading_servers(workers or parallel.default_workers()):
         return _grade(root, db_url, assignments, collect, workers, part)
 
 

@@ -177,6 +177,18 @@ def threads_per_worker(workers: int):
         os.environ.pop("OMP_NUM_THREADS", None)
 
 
+@contextlib.contextmanager
+def grading_servers(workers: int):
+    """The preloaded processes a grading command's nbgrader processes share: forked graders, kernels and test
+    processes (grader_source.py, kernel_source.py, trusted_execute.py), started side by side; inside another such
+    block, the ones it started. Yields the graders' socket (None: each grader starts as a new process)."""
+    # The grader and kernel servers import while the test processes' server starts.
+    with threads_per_worker(workers), shared_grader_source() as grader_server, \
+            shared_kernel_source(wait=False) as kernel_server, shared_test_processes():
+        settle(kernel_server)
+        yield grader_source.socket(grader_server)
+
+
 def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = None,
               part: tuple[int, int] | None = None, stream=None) -> dict[str, str]:
     """Autograde every submission of `assignment` (or those of one slice), `workers` at a time.
@@ -199,11 +211,7 @@ def grade_all(assignment: str, root: Path, db_url: str, workers: int | None = No
         progress.finished(student, time.monotonic() - start, cause)
         return cause
 
-    # The grader and kernel servers import while the test processes' server starts.
-    with threads_per_worker(workers), shared_grader_source() as grader_server, shared_kernel_source(wait=False) as kernel_server, \
-            shared_test_processes(), ThreadPoolExecutor(max_workers=workers) as pool:
-        graders = grader_source.socket(grader_server)
-        settle(kernel_server)
+    with grading_servers(workers) as graders, ThreadPoolExecutor(max_workers=workers) as pool:
         causes = dict(zip(students, pool.map(grade_one, students)))
     progress.close()
     return {student: cause for student, cause in causes.items() if cause}

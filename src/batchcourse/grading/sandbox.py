@@ -50,7 +50,7 @@ import nbformat
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.utils import run_sync
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer
@@ -339,13 +339,18 @@ class SandboxedExecute(TrustedTests, Execute):
     wall_seconds = Integer(900, help="Wall-clock limit for one submission, in seconds").tag(config=True)
     memory_mb = Integer(4096, help="Address-space limit of the kernel, in MB").tag(config=True)
     max_processes = Integer(256, help="Processes and threads the kernel's user may have at once").tag(config=True)
+    interrupt_seconds = Integer(10, help="Time a cell interrupted at its time limit has to stop, in seconds; "
+                                         "then grading of the notebook stops").tag(config=True)
+    _interrupted_after: int | None = None  # the time limit of the cell last interrupted, if it was
+    _output_seconds = 60  # how long nbclient waits for a cell's last output; set from iopub_timeout when grading
 
     def preprocess(self, nb, resources=None, km=None):
+        self._output_seconds = self.iopub_timeout
         if not self.isolate:
             return self._execute(nb, resources, km)
         # nbclient interrupts a cell whose output arrives over 4 s after its reply, which a loaded grading
         # machine reaches while a sandboxed kernel starts: wait longer (the cell's own limit still holds).
-        self.iopub_timeout = max(self.iopub_timeout, 30)
+        self.iopub_timeout = self._output_seconds = max(self.iopub_timeout, 30)
         mode, reason = sandbox_mode()
         if reason:
             if not self.allow_unsafe:
@@ -400,12 +405,31 @@ class SandboxedExecute(TrustedTests, Execute):
             record_event(nb, reason)
             mark_not_run(nb, f"grading stopped: {reason} before this test ran")
         except Exception as error:  # noqa: BLE001 - any failure must still give a scored notebook
-            record_event(nb, f"execution failed: {type(error).__name__}: {error}")
-            mark_not_run(nb, f"grading stopped: {type(error).__name__}: {error}")
+            if isinstance(error, CellTimeoutError) and self._interrupted_after:
+                reason = (f"a cell ran past its {self._interrupted_after} s limit and had not stopped "
+                          f"{self.interrupt_seconds} s after it was interrupted")
+                record_event(nb, reason)
+            else:
+                reason = f"{type(error).__name__}: {error}"
+                record_event(nb, f"execution failed: {reason}")
+            mark_not_run(nb, f"grading stopped: {reason}")
         finally:
             if timer is not None:
                 timer.cancel()
         return nb, resources
+
+    async def async_execute_cell(self, *args, **kwargs):
+        self.iopub_timeout = self._output_seconds
+        self._interrupted_after = None
+        return await super().async_execute_cell(*args, **kwargs)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        """After the interrupt, nbclient waits for the cell's last output as long as for any cell's: a kernel
+        that ignores the interrupt would hold grading that long for nothing."""
+        reply = await super()._async_handle_timeout(timeout, cell)
+        self.iopub_timeout = min(self.iopub_timeout, self.interrupt_seconds)
+        self._interrupted_after = timeout
+        return reply
 
     def _kill(self, km, nb) -> None:
         record_event(nb, f"wall-clock limit of {self.wall_seconds} s reached")
