@@ -3,7 +3,8 @@
 A module- or session-scoped fixture is built once per worker that runs a test using it: with two workers
 sharing out a module's tests, a fixture that grades a whole batch would grade it twice. Every test that uses
 such a fixture is put in one xdist group, so one worker builds it once. The slow tests (those that execute or
-grade notebooks) are scheduled first, so that the quick ones fill in the gaps at the end.
+grade notebooks) are scheduled first, the longest groups first of all, so that the quick ones fill in the gaps at
+the end.
 """
 
 import os
@@ -46,7 +47,19 @@ def pytest_collection_modifyitems(config, items):
                            for m in item.iter_markers("xdist_group"))
             if names:
                 item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
-    items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
+    items.sort(key=lambda item: (item.get_closest_marker("notebooks") is None, longest_first(item.nodeid)))
+
+
+# The groups that take longest, longest first (the slowest tests the test command prints, as measured in CI):
+# started first, so that no worker is left with a long one while the other has finished. tasks.py test turns off
+# xdist's own order (by the number of tests in a group).
+LONGEST = ("graded_batch(04_", "graded_04", "test_jupyterhub_real.py", "graded_batch(00_", "graded_01",
+           "graded_batch(06_", "graded_batch(03_", "graded_batch(05_", "without_root", "test_jupyterhub.py",
+           "graded_batch(01_", "test_grading_day.py", "graded_batch(07_", "graded_batch(02_")
+
+
+def longest_first(nodeid: str) -> int:
+    return next((rank for rank, part in enumerate(LONGEST) if part in nodeid), len(LONGEST))
 
 
 # -- Grading servers shared by a test worker's batches -------------------------------------------------------
@@ -89,7 +102,7 @@ def graded_batch(request, tmp_path_factory, grading_servers):
             patch.setenv(key, value)
         course = grading.ScratchCourse.create(assignment, tmp_path_factory.mktemp(assignment))
         cases, expectations = submissions_for(assignment, course.student_nb, course.solution_nb)
-        attacks = tampering_batch(assignment, course.student_nb, course.solution_nb, port)
+        attacks = tampering_batch(assignment, course.student_nb, course.solution_nb, port, honest="solution")
         course.submit({**cases, **{student: notebook for student, (notebook, _, _) in attacks.items()
                                    if student not in cases}})
         run = course.autograde()

@@ -35,8 +35,10 @@ from test_notebooks import (ASSIGNMENTS, batch_env, check_graded, grade_ids_of_t
 
 pytestmark = pytest.mark.notebooks
 FIRST = ASSIGNMENTS[0]
-# Graded again, a glob per nbgrader run (nbgrader's --student takes a glob): honest, blank, attack01, 05 and 09.
-REGRADED = ("[hb][ol]*", "attack0[159]")
+# Graded again, a glob per nbgrader run (nbgrader's --student takes a glob): the right answers (the gate's
+# "solution"), blank, attack01, 05 and 09.
+REGRADED = ("[sb][ol]*", "attack0[159]")
+RIGHT = "right answers"  # what the batch says of its honest submissions
 
 
 GRADING_USER = "bcgrader"
@@ -101,7 +103,9 @@ def outside_listener():
         yield port
 
 
-def tampering_batch(assignment, student_nb, solution_nb, port, rootless=False):
+def tampering_batch(assignment, student_nb, solution_nb, port, rootless=False, honest="honest"):
+    """student -> (notebook, the function it attacks or None, the attack or None); `honest` names the submission of
+    the solution (conftest.graded_batch's is the gate's "solution", the same notebook, graded once)."""
     cases = load_cases(assignment)
     answers = grading.solution_code(solution_nb)
     target = graded_functions(solution_nb)[0]
@@ -115,8 +119,7 @@ def tampering_batch(assignment, student_nb, solution_nb, port, rootless=False):
         chosen = {**attacks.KERNEL_ATTACKS, **attacks.SANDBOX_ATTACKS}
     else:
         chosen = {n: attacks.KERNEL_ATTACKS[n] for n in attacks.QUICK_KERNEL_ATTACKS}
-    batch = {"honest": (grading.make_submission(student_nb, answers), None, None),
-             "blank": (student_nb, None, None)}
+    batch = {honest: (grading.make_submission(student_nb, answers), None, RIGHT), "blank": (student_nb, None, None)}
     writers_nb, student_nb = student_nb, without_demos(student_nb)  # the attacks need no demo
     batch["wrong"] = (grading.make_submission(student_nb, {**answers, target: wrong}), None, None)
     if first:
@@ -146,7 +149,7 @@ def batch_problems(course, batch, scores, leftovers) -> list[str]:
     solution_nb = course.solution_nb
     all_tests = [grading.grade_id(c) for c in solution_nb.cells if grading.is_test_cell(c)]
     problems = []
-    for student in ["honest", *(s for s in batch if s.startswith("a-writer"))]:
+    for student in [s for s, (_, function, attack) in batch.items() if function is None and attack]:
         if points(scores[student], all_tests) < sum(scores[student][g].max_score for g in all_tests):
             problems.append(f"{student}, with the right answers, lost points in the same batch: {why_lost(course, student)}")
     for student, (_, function, attack) in batch.items():

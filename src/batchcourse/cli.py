@@ -39,8 +39,9 @@ def lab(args) -> int:
 
 
 def test(args) -> int:
-    # loadgroup: the tests that share a module-wide fixture (a graded batch) run on one worker (tests/conftest.py)
-    workers = ["-n", str(args.workers), "--dist", "loadgroup"] if args.workers > 1 else []
+    # loadgroup: the tests that share a module-wide fixture (a graded batch) run on one worker, in the order
+    # tests/conftest.py gives (longest first), not xdist's (groups with the most tests first)
+    workers = ["-n", str(args.workers), "--dist", "loadgroup", "--no-loadscope-reorder"] if args.workers > 1 else []
     env = dict(os.environ)
     if args.workers > 1:
         # Each worker runs notebook kernels side by side: one torch thread each keeps them off each other's cores.
