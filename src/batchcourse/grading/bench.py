@@ -158,12 +158,12 @@ def _descendants(root: int) -> dict[int, str]:
     """pid -> command line of every process below `root` (read from /proc; Linux only)."""
     parents, lines = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-            parents[int(stat.parent.name)] = int(text.rsplit(")", 1)[1].split()[1])
-            lines[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        try:  # a process may end between the two reads: keep it only when both worked
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            line = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError, IndexError):
             continue
+        parents[int(stat.parent.name)], lines[int(stat.parent.name)] = parent, line
     found, frontier = {}, [root]
     while frontier:
         parent = frontier.pop()
