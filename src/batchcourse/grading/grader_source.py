@@ -59,8 +59,8 @@ def shared_grader_source():
     inside another such block, the one it shares. None where preloading is off: graders then start as new processes."""
     from .sandbox import PRELOADED_VARIABLE
 
-    shared = os.environ.get(SHARED_VARIABLE)
-    if shared and Path(shared).exists():
+    shared = shared_socket()
+    if shared:
         yield forkserver.ForkServer(shared)
         return
     if os.environ.get(PRELOADED_VARIABLE, "1") == "0":

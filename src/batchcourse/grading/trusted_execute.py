@@ -167,13 +167,19 @@ class TestProcesses(SharedTestProcesses):
 SHARED_VARIABLE = "BATCHCOURSE_TEST_PROCESSES"
 
 
+def shared_test_source() -> SharedTestProcesses | None:
+    """The source of test processes this process's grading command shares, if any."""
+    shared = os.environ.get(SHARED_VARIABLE)
+    return SharedTestProcesses(shared) if shared and Path(shared).exists() else None
+
+
 @contextlib.contextmanager
 def shared_test_processes(startup_seconds: int = 120):
     """Start one source of test processes for every nbgrader process started in the block (`grade --workers`),
     so that each submission does not load torch again for its tests; inside another such block, the one it shares."""
-    shared = os.environ.get(SHARED_VARIABLE)
-    if shared and Path(shared).exists():
-        yield SharedTestProcesses(shared)
+    shared = shared_test_source()
+    if shared:
+        yield shared
         return
     try:
         processes = TestProcesses(startup_seconds)
@@ -210,9 +216,9 @@ class TrustedTests(HasTraits):
         return cell, resources
 
     def _test_processes(self) -> TestProcesses:
-        shared = os.environ.get(SHARED_VARIABLE)
-        if shared and Path(shared).exists():
-            return SharedTestProcesses(shared)
+        shared = shared_test_source()
+        if shared:
+            return shared
         if TrustedTests._processes is None or not TrustedTests._processes.alive():
             TrustedTests._processes = TestProcesses(self.test_startup_seconds)
         return TrustedTests._processes
