@@ -161,6 +161,14 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
     loss.backward()
     return loss.detach()
 """, "test_accumulate_gradients_micro_batches", "only"),
+        ("runs the whole batch at once, then forges the record of batch sizes a test module keeps (model.seen)", """
+def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
+    model.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    model.seen = [len(part) for part in x.split(micro_batch_size)]
+    return loss.detach()
+""", "test_accumulate_gradients_micro_batches", "only"),
         ("makes micro_batch_size chunks with x.chunk (right only when that gives chunks of at most micro_batch_size)",
          edited(PLAIN_ACCUMULATE, ("zip(x.split(micro_batch_size), y.split(micro_batch_size))",
                                    "zip(x.chunk(micro_batch_size), y.chunk(micro_batch_size))")), "test_accumulate_gradients_micro_batches", "only"),
@@ -243,5 +251,17 @@ def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
 """),
         ("one sample at a time (micro-batches of one are at most micro_batch_size)", edited(PLAIN_ACCUMULATE, 
             ("zip(x.split(micro_batch_size), y.split(micro_batch_size))", "zip(x.split(1), y.split(1))"))),
+        ("slices x[start:start + micro_batch_size] for start in range(0, N, micro_batch_size)", """
+def accumulate_gradients(model, loss_fn, x, y, micro_batch_size):
+    model.zero_grad()
+    n = x.shape[0]
+    total = torch.zeros((), dtype=x.dtype)
+    for start in range(0, n, micro_batch_size):
+        x_part, y_part = x[start:start + micro_batch_size], y[start:start + micro_batch_size]
+        loss = loss_fn(model(x_part), y_part)
+        (loss * x_part.shape[0] / n).backward()
+        total += loss.detach() * x_part.shape[0]
+    return total / n
+"""),
     ],
 }

@@ -14,7 +14,6 @@ import os
 import resource
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,48 +26,69 @@ PR_SET_NO_NEW_PRIVS = 38
 CLONE_NEWUSER = 0x10000000
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new system calls share one table)
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
 # Covered with empty file systems of the sandbox's own: temporary and shared folders (so that two
 # sandboxes cannot pass data through them) and homes. Only /tmp and /dev/shm stay writable.
 COVERED = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run", "/root", "/home", "/var/mail", "/var/crash")
 WRITABLE = ("/tmp", "/dev/shm")
 
 
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
+def _mount(source: str, target: Path | str, kind: str | None = None, flags: int = 0, options: str | None = None) -> None:
+    """mount(2): the system call, not the mount program, so that a process that may start no program (the test
+    process) can make its sandbox too, in milliseconds."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    encoded = [None if part is None else str(part).encode() for part in (source, target, kind, options)]
+    if libc.mount(encoded[0], encoded[1], encoded[2], ctypes.c_ulong(flags), encoded[3]):
+        raise OSError(ctypes.get_errno(), f"mount {kind or 'bind'} {target}")
 
 
-def hidden_and_kept(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Folders to cover, and folders to mount back inside them (read-only but for `folder`)."""
+def _tmpfs(target: Path | str, options: str) -> None:
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+
+
+def _bind(source: Path, target: Path) -> None:
+    _mount(str(source), target, None, MS_BIND | MS_REC)
+
+
+def _make_private() -> None:
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+
+
+def hidden_and_kept(folder: Path | None) -> tuple[list[Path], list[Path]]:
+    """Folders to cover, and folders to mount back inside them (read-only but for `folder`, if any)."""
     repo = REPO_ROOT.resolve()
     hidden = [Path(p) for p in COVERED if Path(p).is_dir() and not Path(p).is_symlink()] + [repo]
     if len(repo.parent.parts) > 1:
         hidden.append(repo.parent)
     hidden = [p for p in hidden if not any(q in p.parents for q in hidden)]
-    kept = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), repo / "src", repo / "data", repo / "translations",
-            folder}
+    kept = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), repo / "src", repo / "data", repo / "translations"}
+    if folder is not None:
+        kept.add(folder)
     return hidden, sorted(p for p in kept if p.exists())
 
 
-def isolate_files(folder: Path) -> None:
-    _mount("--make-rprivate", "/")
+def isolate_files(folder: Path | None) -> None:
+    """Hide the course, homes and shared folders, keep the Python environment and the course package, and make
+    everything read-only but `folder` (if any), /tmp and /dev/shm. Needs a mount namespace of its own."""
+    _make_private()
     hidden, kept = hidden_and_kept(folder)
     stage = Path("/mnt")
-    _mount("-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs", str(stage))
+    _tmpfs(stage, "size=1m,mode=700")
     staged = []
     for index, path in enumerate(kept):
         target = stage / str(index)
         target.mkdir()
-        _mount("--rbind", str(path), str(target))
+        _bind(path, target)
         staged.append((path, target))
     for path in hidden:
         mode = "1777" if str(path) == "/dev/shm" else "755"
-        _mount("-t", "tmpfs", "-o", f"size=256m,mode={mode},nosuid,nodev", "tmpfs", str(path))
+        _tmpfs(path, f"size=256m,mode={mode}")
     for path, target in staged:
         path.mkdir(parents=True, exist_ok=True)
-        _mount("--rbind", str(target), str(path))
-    _mount("--make-rprivate", "/")
-    _mount("-t", "tmpfs", "-o", "size=4k,mode=000", "tmpfs", str(stage))
-    read_only_but(folder, Path("/proc"), *[Path(p) for p in WRITABLE])
+        _bind(target, path)
+    _make_private()
+    _tmpfs(stage, "size=4k,mode=000")
+    read_only_but(*([folder] if folder is not None else []), Path("/proc"), *[Path(p) for p in WRITABLE])
 
 
 def _set_read_only(path: Path, read_only: bool, recursive: bool) -> None:

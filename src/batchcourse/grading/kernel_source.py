@@ -66,10 +66,10 @@ def _check(result: int, what: str) -> None:
         raise OSError(ctypes.get_errno(), what)
 
 
-def enter_new_namespaces(mode: str) -> None:
+def enter_new_namespaces(mode: str, seconds: int | None = None) -> None:
     """What `unshare [--user --map-root-user] --mount --net --pid --ipc --fork --mount-proc --kill-child` does,
     in this process: returns in the child, the first process of the new PID namespace; the parent waits for it,
-    exits with its code, and takes it along if killed."""
+    exits with its code, and takes it along if killed (or, given `seconds`, once they have passed)."""
     libc = _libc()
     uid, gid, as_user = os.getuid(), os.getgid(), mode != "root"
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC
@@ -80,6 +80,8 @@ def enter_new_namespaces(mode: str) -> None:
         Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
     child = os.fork()
     if child:
+        if seconds:
+            signal.alarm(seconds)  # the default action ends this process, and with it the child
         _, status = os.waitpid(child, 0)
         os._exit(os.waitstatus_to_exitcode(status) % 256)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

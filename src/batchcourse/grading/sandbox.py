@@ -64,6 +64,7 @@ from .trusted_execute import TrustedTests
 METADATA_KEY = "batchcourse_grading"
 KERNEL_USER_BASE = 200000
 KERNEL_USERS = 100000
+TEST_USER_OFFSET = KERNEL_USERS  # a submission's test processes run as its kernel's uid plus this
 ROOT, USER_NAMESPACE = "root", "user namespace"
 NAMESPACES = ["--mount", "--net", "--pid", "--ipc", "--fork", "--mount-proc"]
 FOLDER_PREFIX = "batchcourse-sandbox-"  # then the run's id, "-" and mkdtemp's letters
@@ -342,6 +343,7 @@ class SandboxedExecute(TrustedTests, Execute):
     interrupt_seconds = Integer(10, help="Time a cell interrupted at its time limit has to stop, in seconds; "
                                          "then grading of the notebook stops").tag(config=True)
     _interrupted_after: int | None = None  # the time limit of the cell last interrupted, if it was
+    _sandbox: tuple[str, int] | None = None  # (mode, the kernel's uid) while a submission is graded
     _output_seconds = 60  # how long nbclient waits for a cell's last output; set from iopub_timeout when grading
 
     def preprocess(self, nb, resources=None, km=None):
@@ -364,9 +366,24 @@ class SandboxedExecute(TrustedTests, Execute):
             km = self._sandboxed_kernel_manager(folder, uid, mode, notebook_language(nb))
             try:
                 nb.metadata.setdefault(METADATA_KEY, {}).update(kernel_uid=uid, sandbox=mode)
+                self._sandbox = (mode, uid)
                 return self._execute(nb, resources, km)
             finally:
+                self._sandbox = None
                 self._stop(km)
+
+    def test_sandbox(self, seconds: int) -> dict | None:
+        if self._sandbox is None:
+            return None
+        mode, uid = self._sandbox
+        return {"mode": mode, "uid": uid + TEST_USER_OFFSET, "memory_mb": self.memory_mb,
+                "max_processes": self.max_processes, "seconds": seconds}
+
+    def kernel_uid(self) -> int | None:
+        if self._sandbox is None:
+            return None
+        mode, uid = self._sandbox
+        return uid if mode == ROOT else os.getuid()  # without root, the kernel is the grader's user outside
 
     @staticmethod
     def _stop(km) -> None:

@@ -1,10 +1,11 @@
 """The test cells' process: runs the tests, never the student's code.
 
-The grader starts `python -m batchcourse.grading.trusted` for each submission and sends it the test cells
-one by one. Here the graded names are proxies: calling one sends the arguments to the student's kernel
-(through the grader), runs the student's function there, and brings back data only (see `wire`). Every
-expected value is computed here, every comparison is made here, and a test's outcome is what happens here,
-whatever the student's process prints or displays.
+The grading command starts one clean process that has torch loaded (`serve`); it forks a process for each test
+cell, which isolates itself under the submission's test user before it reads anything of the submission
+(`enter_sandbox`) and is then sent the cell. Here the graded names are proxies: calling one sends the arguments to
+the student's kernel (through the grader), runs the student's function there, and brings back data only (see
+`wire`). Every expected value is computed here, every comparison is made here, and a test's outcome is what
+happens here, whatever the student's process prints or displays.
 
 A call may change in its arguments only what its task says (`contract`: a module's buffers, its
 parameters' gradients, its layers); those changes are made here too, so tests that look at them after the
@@ -24,13 +25,15 @@ import os
 import socketserver
 import struct
 import sys
+import tempfile
 import traceback
+from pathlib import Path
 
 import cloudpickle
 import torch
 
 from .. import checks, i18n
-from . import contract, student_side, wire
+from . import contract, kernel_launcher, kernel_source, student_side, wire
 from .lifetime import die_with_parent
 from .no_exec import refuse_new_programs
 
@@ -532,10 +535,34 @@ def run_cell(source: str, namespace: dict, remote: Remote, graded: list[str]) ->
     return outputs
 
 
+def enter_sandbox(settings: dict | None) -> None:
+    """Isolate this test cell's process before it takes any of the submission's data, as the kernel is isolated
+    (kernel_launcher.py): mount, PID, network and IPC namespaces of its own (whatever it starts ends with it), the
+    course, homes and shared folders hidden, the Python environment and the course package read-only, the
+    submission's test user (`settings["uid"]`), limits on memory, processes and time, and no capability left.
+    Without settings (grading without a sandbox) it stays as it was forked."""
+    if not settings:
+        return
+    mode, uid = settings["mode"], settings["uid"]
+    kernel_source.enter_new_namespaces(mode, settings["seconds"])
+    kernel_launcher.isolate_files(None)
+    home = Path("/tmp/home")
+    home.mkdir(mode=0o700)
+    owner = uid if mode == "root" else 0
+    os.chown(home, owner, owner)
+    kernel_launcher.set_limits(settings["memory_mb"], settings["max_processes"], contained=False)
+    kernel_launcher.drop_privileges(uid, mode)
+    kernel_source.drop_capabilities()
+    os.chdir(home)
+    os.environ.update(HOME=str(home), TMPDIR=str(home), MPLCONFIGDIR=str(home / ".matplotlib"))
+    tempfile.tempdir = None
+
+
 def session(reader, writer) -> None:
     """One test cell: set up, run, report; `reader` and `writer` are the grader's end of the connection."""
     channel = Channel(reader, writer)
     setup = channel.receive()
+    enter_sandbox(setup.get("sandbox"))
     i18n.set_language(setup.get("lang", "en"))  # the submission's language: the test's hints in it
     remote = Remote(channel, setup.get("sources", {}))
     checks.use_remote(remote)

@@ -1,7 +1,8 @@
 """nbgrader's Execute step with the test cells taken out of the student's kernel.
 
-The student's cells run in the (sandboxed) kernel as before. Each test cell runs instead in the test
-process of the submission (`batchcourse.grading.trusted`), started for it under a user of its own; a graded
+The student's cells run in the (sandboxed) kernel as before. Each test cell runs instead in a test process
+(`batchcourse.grading.trusted`), forked for it from a clean source and sandboxed like the kernel, under the
+submission's test user (the kernel's uid plus sandbox.TEST_USER_OFFSET); a graded
 name called there makes the grader run one request in the kernel and hand the reply back (a test cell's
 requests are answered by one execution in the kernel, on a socket of their own: see KernelCalls). The cell's
 outputs are what the test process reports, so nothing the kernel prints, displays or raises becomes a test
@@ -17,6 +18,7 @@ import secrets
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,6 @@ from . import is_test_cell
 from .lifetime import dies_with_parent, kept_environment
 from .frames import FRAME
 
-TRUSTED_USER = 199999
 USER_NAMESPACE = ["unshare", "--user", "--map-root-user", "--net", "--ipc"]
 MAX_REPLY_BYTES = 300 * 1024 * 1024
 
@@ -95,6 +96,12 @@ class _Lines:
         return line
 
 
+def peer_uid(connection: socket.socket) -> int:
+    """The user of the process at the other end of a Unix socket, as the system saw it when it connected."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1]
+
+
 class SharedTestProcesses:
     """A source of test processes reached through its socket: one that a parent grading command started for all
     its nbgrader processes (and the base of the one a grading process starts for itself)."""
@@ -103,8 +110,13 @@ class SharedTestProcesses:
         self.socket = Path(socket_path)
 
     def connect(self) -> socket.socket:
+        """A connection to the source, which runs as the grader's user (a socket put there by anyone else is
+        refused)."""
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.connect(str(self.socket))
+        if peer_uid(connection) != os.geteuid():
+            connection.close()
+            raise TestProcessError(f"the test processes' socket {self.socket} belongs to another user")
         return connection
 
     def alive(self) -> bool:
@@ -118,18 +130,18 @@ class SharedTestProcesses:
 
 
 class TestProcesses(SharedTestProcesses):
-    """The grader's source of test processes: a clean process with torch loaded, under a user of its own and
-    without network, that forks one process per test cell. One per grading process, started on first use;
-    it and the processes it forks are killed when the thread that started it ends."""
+    """The grader's source of test processes: a clean process with torch loaded and without network, that forks
+    one process per test cell; each isolates itself before it takes the submission's data (trusted.enter_sandbox),
+    so the source runs as the grader (as root, to give each its user; without root, as root of a user namespace).
+    One per grading process, started on first use; it and the processes it forks are killed when the thread that
+    started it ends. Its socket is in a folder only the grader's user can reach, which no sandbox sees."""
 
     def __init__(self, startup_seconds: int):
         self.folder = Path(tempfile.mkdtemp(prefix="batchcourse-tests-"))
         super().__init__(str(self.folder / "tests.sock"))
         command = [sys.executable, "-m", "batchcourse.grading.trusted", str(self.socket)]
         if os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("unshare"):
-            os.chown(self.folder, TRUSTED_USER, TRUSTED_USER)
-            command = ["unshare", "--net", "--ipc", "setpriv", f"--reuid={TRUSTED_USER}", f"--regid={TRUSTED_USER}",
-                       "--clear-groups", "--pdeathsig=KILL", *command]
+            command = ["unshare", "--net", "--ipc", *dies_with_parent(command)]
         elif shutil.which("unshare") and subprocess.run(USER_NAMESPACE + ["true"], capture_output=True).returncode == 0:
             command = [*USER_NAMESPACE, *dies_with_parent(command)]
         env = kept_environment()
@@ -215,6 +227,14 @@ class TrustedTests(HasTraits):
         cell.execution_count = None
         return cell, resources
 
+    def test_sandbox(self, seconds: int) -> dict | None:
+        """What a test cell's process isolates itself with (trusted.enter_sandbox): None, no sandbox."""
+        return None
+
+    def kernel_uid(self) -> int | None:
+        """The user the kernel runs as, seen from the grader: None, any (no sandbox)."""
+        return None
+
     def _test_processes(self) -> TestProcesses:
         shared = shared_test_source()
         if shared:
@@ -238,7 +258,8 @@ class TrustedTests(HasTraits):
                 connection.sendall((json.dumps(message) + "\n").encode())
 
             send({"op": "setup", "setup": setup_source(self.nb), "graded": graded_names(self.nb),
-                  "sources": student_sources(self.nb), "lang": notebook_language(self.nb)})
+                  "sources": student_sources(self.nb), "lang": notebook_language(self.nb),
+                  "sandbox": self.test_sandbox(int(deadline - time.monotonic()) + 10)})
             send({"op": "run", "source": source})
             while True:
                 try:
@@ -370,8 +391,10 @@ class KernelCalls:
             if select.select([listener], [], [], 0.002)[0]:
                 connection, _ = listener.accept()
                 connection.settimeout(5)
+                kernel = self.execute.kernel_uid()
                 try:
-                    if connection.recv(len(expected), socket.MSG_WAITALL) == expected:
+                    if (connection.family != socket.AF_UNIX or kernel is None or peer_uid(connection) == kernel) and \
+                            connection.recv(len(expected), socket.MSG_WAITALL) == expected:
                         connection.settimeout(None)
                         return connection
                 except OSError:
