@@ -858,3 +858,86 @@ ISSUE_FAMILIES = {
         "locked: false": metadata_edited(locked=False),
     },
 }
+
+
+# ----------------------------------------------------------------------------------------
+# Issue 27's boundary families, generated for every graded name of every assignment. Each family is one submission
+# in which every graded name is its first wrong answer (the gate's wrong1, its baseline) with a trick added; no test
+# cell may give it more than it gives wrong1. The tricks attack the boundary, not a task: a call that zeroes the
+# test's tensors and modules in place before it computes (so that expected values computed afterwards from the same
+# objects would agree), and one that plants `_compiled_call_impl` (which nn.Module.__call__ runs instead of forward)
+# on every module it is given or returns.
+
+BOUNDARY_WALK = """
+import torch as _torch
+
+def _everything_in(value, depth=0):
+    if depth > 6:
+        return
+    if isinstance(value, _torch.Tensor):
+        yield value
+    elif isinstance(value, _torch.nn.Module):
+        yield value
+        yield from value.parameters()
+        yield from value.buffers()
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _everything_in(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _everything_in(item, depth + 1)
+
+def _zero_in_place(*values):
+    with _torch.no_grad():
+        for item in _everything_in(list(values)):
+            if isinstance(item, _torch.Tensor) and item.numel():
+                try:
+                    item.zero_()
+                except RuntimeError:
+                    pass
+
+def _plant(*values):
+    for item in _everything_in(list(values)):
+        if isinstance(item, _torch.nn.Module):
+            setattr(item, "_compiled" + "_call_impl", lambda *a, **k: a[0] if a else None)
+"""
+
+BOUNDARY_TRICKS = {
+    "zeroes every tensor and module it is given, in place, before it computes": ("_zero_in_place(args, kwargs)", ""),
+    "plants _compiled_call_impl on every module it is given or returns": ("", "_plant(args, kwargs, result)"),
+}
+
+
+def with_trick(name: str, wrong_code: str, before: str, after: str) -> str:
+    """`wrong_code` (which defines `name`, a function or a class) with `before` run ahead of each call and `after`
+    once `result` is known."""
+    before, after = before or "pass", after or "pass"
+    if f"class {name}" in wrong_code:
+        after = after.replace("_plant(", "_plant(self, ")  # and on the layer itself
+        wrapper = f"""
+_Wrong_{name} = {name}
+
+class {name}(_Wrong_{name}):
+    def forward(self, *args, **kwargs):
+        {before}
+        result = super().forward(*args, **kwargs)
+        {after}
+        return result
+"""
+    else:
+        wrapper = f"""
+_wrong_{name} = {name}
+
+def {name}(*args, **kwargs):
+    {before}
+    result = _wrong_{name}(*args, **kwargs)
+    {after}
+    return result
+"""
+    return BOUNDARY_WALK + wrong_code + wrapper
+
+
+def boundary_families(wrong_answers: dict[str, str]) -> dict[str, dict[str, str]]:
+    """family -> the answers of its submission, one per graded name (`wrong_answers`: name -> its wrong code)."""
+    return {family: {name: with_trick(name, code, before, after) for name, code in wrong_answers.items()}
+            for family, (before, after) in BOUNDARY_TRICKS.items()}

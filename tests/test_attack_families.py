@@ -68,9 +68,10 @@ def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tu
     target = graded_functions(solution_nb)[0]
     wrong = wrong_answer(load_cases(assignment), target)
     context = {"assignment": assignment, "port": 9}
-    batch = {"honest": grading.make_submission(student_nb, answers), "blank": student_nb}
-    student_nb = without_demos(student_nb)  # no variant needs a demo
-    batch["wrong"] = grading.make_submission(student_nb, {**answers, target: wrong})
+    # No submission here needs a demo (the gate grades the solution and the blank notebook whole).
+    student_nb = without_demos(student_nb)
+    batch = {"honest": grading.make_submission(student_nb, answers), "blank": student_nb,
+             "wrong": grading.make_submission(student_nb, {**answers, target: wrong})}
     students = {}
     for number, variant in enumerate(variants, 1):
         student = f"variant{number:02d}"

@@ -5,7 +5,9 @@
 - no notebook stores outputs, and no student notebook holds solution code or hidden tests;
 - autograde gives the solution full marks and the untouched student notebook zero, on every test cell;
 - every wrong answer in tests/cases/<id>.py loses points on its function's tests, and every
-  correct alternative keeps full points.
+  correct alternative keeps full points;
+- issue 27's boundary families (tests/attacks.py), generated for every graded name: the first wrong answers with a
+  trick that changes the test's arguments in place or plants code on its modules earn no more than without it.
 The cases are graded in one nbgrader run with test_tampering's attacks (conftest.graded_batch).
 """
 
@@ -25,6 +27,8 @@ from nbclient import NotebookClient
 from batchcourse import editions, grading
 from batchcourse.i18n import LANGUAGES as EDITIONS
 from batchcourse.paths import NOTEBOOKS_DIR, REPO_ROOT, SOLUTIONS_DIR, assignment_ids
+
+import attacks
 
 ASSIGNMENTS = assignment_ids()
 CASES_DIR = Path(__file__).parent / "cases"
@@ -239,8 +243,12 @@ def without_demos(notebook):
     return trimmed
 
 
+AT_MOST = "at most"  # an expectation: no test cell gives the submission more than it gives another
+
+
 def submissions_for(assignment: str, student_nb, solution_nb) -> tuple[dict, dict]:
-    """Submissions to grade, and for each the functions it must lose points on (None: must score full)."""
+    """Submissions to grade, and for each the functions it must lose points on (None: must score full; "blank";
+    (AT_MOST, another, why): no test cell gives it more than it gives `another`: issue 27's boundary families)."""
     cases = load_cases(assignment)
     solution = grading.solution_code(solution_nb)
     student = {lang: student_nb if lang == "en" else grading.read(editions.edition_path(lang, assignment))
@@ -257,6 +265,17 @@ def submissions_for(assignment: str, student_nb, solution_nb) -> tuple[dict, dic
                                                         {**solution, **{f: entry[1] for f, entry in chosen.items()}})
             expectations[name] = ({f: (entry[0], named_cells(entry), entry[3:] == ("only",)) for f, entry in chosen.items()}
                                   if kind == "wrong" else None)
+    # Issue 27's boundary families: boundary0 holds a numerically wrong answer for every graded name (not one that
+    # only breaks a from-scratch rule), each family the same answers with its trick.
+    numeric = {f: next(entry for entry in answers if "torch" not in entry[0]) for f, answers in cases.WRONG.items()}
+    submissions["boundary0"] = grading.make_submission(student[edition_of("boundary0")],
+                                                       {**solution, **{f: entry[1] for f, entry in numeric.items()}})
+    expectations["boundary0"] = {f: (entry[0], (), False) for f, entry in numeric.items()}
+    families = attacks.boundary_families({f: entry[1] for f, entry in numeric.items()})
+    for number, (family, answers) in enumerate(families.items(), 1):
+        name = f"boundary{number}"
+        submissions[name] = grading.make_submission(student[edition_of(name)], {**solution, **answers})
+        expectations[name] = (AT_MOST, "boundary0", family)
     return submissions, expectations
 
 
@@ -314,6 +333,12 @@ def test_autograde_scores_every_case(graded_batch):  # one per assignment: conft
             lost = [g for g in test_cells if cells[g].score < cells[g].max_score]
             if lost:
                 problems.append(f"{student}: a correct answer lost points on {lost}")
+        elif isinstance(expected, tuple) and expected[0] == AT_MOST:
+            _, baseline, why = expected
+            gained = [g for g in test_cells if cells[g].score > (scores[baseline][g].score or 0)]
+            if gained:
+                problems.append(f"{student}: the wrong answers of {baseline}, each of which also {why}, earned more "
+                                f"than {baseline} on {gained}")
         elif expected == "blank":
             earned = [g for g in test_cells if cells[g].score > 0]
             if earned:

@@ -173,6 +173,26 @@ def test_reconcile_takes_back_only_what_the_task_allows():
     assert changes == ["the values of x"] and not torch.equal(x, zeroed)
 
 
+def test_an_argument_that_comes_back_with_code_attached_is_a_change():
+    """A call that changes a module's buffers and then plants code on it crosses back as a handle, not data: that
+    must not hide the change (coming back as a handle is a change itself), nor for a layer inside (which cannot
+    cross at all)."""
+    model = nn.Sequential(nn.BatchNorm1d(2))
+    changed = roundtrip(model)[0]
+    changed[0].running_mean.fill_(3.0)
+    changed._compiled_call_impl = lambda t: t
+    assert roundtrip(changed)[1] == [changed], "a module with code planted on it must cross as a handle"
+    changes = []
+    reconcile(model, wire.Handle(), {"buffers"}, "model", changes)
+    assert changes == ["model itself (an attribute, hook or method was attached to it)"]
+    assert torch.equal(model[0].running_mean, torch.zeros(2))
+
+    del changed._compiled_call_impl
+    changed[0]._compiled_call_impl = lambda t: t
+    with pytest.raises(wire.WireError):
+        roundtrip(changed)
+
+
 def test_the_from_scratch_rule_reads_the_defining_cell():
     sources = {"3": "import torch.nn.functional as F\ndef conv2d(x, w):\n    return F.conv2d(x, w)\n",
                "4": "def other():\n    return 1\n"}

@@ -139,6 +139,8 @@ def reconcile(target, fresh, allowed: set[str], path: str, changes: list[str]) -
     """Bring into `target` the changes of `fresh` that `allowed` names (see `contract`); list the others in
     `changes` and leave them out, so `target` keeps what it held."""
     if isinstance(fresh, wire.Handle):
+        if isinstance(target, (torch.Tensor, torch.nn.Module)):  # it went as data and came back with code on it
+            changes.append(f"{path} itself (an attribute, hook or method was attached to it)")
         return
     if isinstance(target, torch.Tensor):
         if not isinstance(fresh, torch.Tensor) or not same_tensor(target, fresh):
@@ -196,8 +198,7 @@ def _reconcile_buffers(target, fresh, allowed, path, changes) -> None:
 
 def _reconcile_children(target, fresh, allowed, path, changes) -> None:
     same_layers = list(target._modules) == list(fresh._modules) and all(
-        type(target._modules[n]) is type(fresh._modules[n]) or isinstance(fresh._modules[n], wire.Handle)
-        for n in target._modules)
+        type(target._modules[n]) is type(fresh._modules[n]) for n in target._modules)
     if not same_layers and contract.CHILDREN not in allowed:
         changes.append(f"the layers of {path}")
         return
