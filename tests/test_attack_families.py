@@ -17,7 +17,7 @@ import pytest
 
 import attacks
 from batchcourse import grading
-from test_notebooks import grade_ids_of_tests, graded_functions, load_cases, without_demos
+from test_notebooks import grade_ids_of_tests, graded_functions, load_cases, numeric_wrong_answer, without_demos
 
 pytestmark = pytest.mark.notebooks
 PAIR = ("01_conv_batch_independence", "04_running_stats_and_eval")
@@ -32,11 +32,6 @@ class Variant:
     function: str
     build: object = field(repr=False)
     wrong: str = field(default="", repr=False)
-
-
-def wrong_answer(cases, function: str) -> str:
-    """A numerically wrong answer (not one that only breaks the from-scratch rule)."""
-    return next(answer[1] for answer in cases.WRONG[function] if "torch" not in answer[0])
 
 
 def variants_for(assignment: str) -> list[Variant]:
@@ -66,7 +61,7 @@ def grade_variants(assignment: str, variants: list[Variant], parent: Path) -> tu
     solution_nb, student_nb = course.solution_nb, course.student_nb
     answers = grading.solution_code(solution_nb)
     target = graded_functions(solution_nb)[0]
-    wrong = wrong_answer(load_cases(assignment), target)
+    wrong = numeric_wrong_answer(load_cases(assignment), target)[1]
     context = {"assignment": assignment, "port": 9}
     # No submission here needs a demo (the gate grades the solution and the blank notebook whole).
     student_nb = without_demos(student_nb)

@@ -6,8 +6,8 @@
 - autograde gives the solution full marks and the untouched student notebook zero, on every test cell;
 - every wrong answer in tests/cases/<id>.py loses points on its function's tests, and every
   correct alternative keeps full points;
-- issue 27's boundary families (tests/attacks.py), generated for every graded name: the first wrong answers with a
-  trick that changes the test's arguments in place or plants code on its modules earn no more than without it.
+- issue 27's boundary families (tests/attacks.py), generated for every graded name: numerically wrong answers with
+  a trick that changes the test's arguments in place or plants code on its modules earn no more than without it.
 The cases are graded in one nbgrader run with test_tampering's attacks (conftest.graded_batch).
 """
 
@@ -246,6 +246,12 @@ def without_demos(notebook):
 AT_MOST = "at most"  # an expectation: no test cell gives the submission more than it gives another
 
 
+def numeric_wrong_answer(cases, function: str) -> tuple:
+    """The first wrong answer of `function` that is numerically wrong (not one that only breaks the from-scratch
+    rule by calling torch's own routine): what attacks that seek points are built on."""
+    return next(entry for entry in cases.WRONG[function] if "torch" not in entry[0])
+
+
 def submissions_for(assignment: str, student_nb, solution_nb) -> tuple[dict, dict]:
     """Submissions to grade, and for each the functions it must lose points on (None: must score full; "blank";
     (AT_MOST, another, why): no test cell gives it more than it gives `another`: issue 27's boundary families)."""
@@ -267,7 +273,7 @@ def submissions_for(assignment: str, student_nb, solution_nb) -> tuple[dict, dic
                                   if kind == "wrong" else None)
     # Issue 27's boundary families: boundary0 holds a numerically wrong answer for every graded name (not one that
     # only breaks a from-scratch rule), each family the same answers with its trick.
-    numeric = {f: next(entry for entry in answers if "torch" not in entry[0]) for f, answers in cases.WRONG.items()}
+    numeric = {f: numeric_wrong_answer(cases, f) for f in cases.WRONG}
     submissions["boundary0"] = grading.make_submission(student[edition_of("boundary0")],
                                                        {**solution, **{f: entry[1] for f, entry in numeric.items()}})
     expectations["boundary0"] = {f: (entry[0], (), False) for f, entry in numeric.items()}
