@@ -177,6 +177,16 @@ def drop_privileges(uid: int, mode: str) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def private_home(uid: int, mode: str) -> Path:
+    """The sandboxed process's home, in its own /tmp, owned by the user it is about to become (in user mode, by
+    root of the sandbox's namespace, which `become_nested_user` maps that user to)."""
+    owner = uid if mode == "root" else 0
+    home = Path("/tmp/home")
+    home.mkdir(mode=0o700)
+    os.chown(home, owner, owner)
+    return home
+
+
 def isolate(settings: dict, connection_file: str) -> tuple[list[str], dict[str, str]]:
     """Isolate this process (see the module docstring); returns the kernel's command, with {connection_file}
     replaced by a private copy of `connection_file` in the sandbox's folder, and its environment."""
@@ -188,9 +198,7 @@ def isolate(settings: dict, connection_file: str) -> tuple[list[str], dict[str, 
     os.chmod(private, 0o400)
     contained = mode == "root" and join_control_groups(folder.name, settings["memory_mb"], settings["max_processes"])
     isolate_files(folder)
-    home = Path("/tmp/home")
-    home.mkdir(mode=0o700)
-    os.chown(home, owner, owner)
+    home = private_home(uid, mode)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

@@ -27,7 +27,6 @@ import struct
 import sys
 import tempfile
 import traceback
-from pathlib import Path
 
 import cloudpickle
 import torch
@@ -547,10 +546,7 @@ def enter_sandbox(settings: dict | None) -> None:
     mode, uid = settings["mode"], settings["uid"]
     kernel_source.enter_new_namespaces(mode, settings["seconds"])
     kernel_launcher.isolate_files(None)
-    home = Path("/tmp/home")
-    home.mkdir(mode=0o700)
-    owner = uid if mode == "root" else 0
-    os.chown(home, owner, owner)
+    home = kernel_launcher.private_home(uid, mode)
     kernel_launcher.set_limits(settings["memory_mb"], settings["max_processes"], contained=False)
     kernel_launcher.drop_privileges(uid, mode)
     kernel_source.drop_capabilities()
