@@ -53,8 +53,9 @@ def pytest_collection_modifyitems(config, items):
 # The groups that take longest, longest first (the slowest tests the test command prints, as measured in CI):
 # started first, so that no worker is left with a long one while the other has finished. tasks.py test turns off
 # xdist's own order (by the number of tests in a group).
-LONGEST = ("graded_batch(04_", "graded_batch(00_", "test_jupyterhub_real.py", "graded_batch(06_", "graded_01",
-           "graded_batch(03_", "graded_batch(05_", "without_root", "graded_04", "test_jupyterhub.py",
+LONGEST = ("graded_batch(04_", "graded_batch(00_", "test_jupyterhub_real.py", "test_jupyterhub_ngshare.py",
+           "graded_batch(06_", "graded_01", "graded_batch(03_", "graded_batch(05_", "without_root", "graded_04",
+           "test_jupyterhub.py",
            "graded_batch(01_", "graded_batch(02_", "graded_batch(07_", "test_grading_day.py")
 
 

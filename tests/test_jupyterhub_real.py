@@ -10,6 +10,8 @@ endpoints; Formgrader is opened through the hub. One hub serves every check.
 """
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -40,11 +42,17 @@ LOCKED = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "jupyterhub"
 
 
-def why_no_hub() -> str | None:
+def why_no_proxy() -> str | None:
     if why_not_here():
         return why_not_here()
     if not shutil.which("node") or not shutil.which("npm"):
         return "needs node and npm (Debian's nodejs and npm packages) for configurable-http-proxy"
+    return None
+
+
+def why_no_hub() -> str | None:
+    if why_no_proxy():
+        return why_no_proxy()
     if not shutil.which("chpasswd"):
         return "needs chpasswd, to give the accounts passwords for the hub's PAM login"
     if PROFILE_D.exists():
@@ -59,8 +67,24 @@ def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3.*/site-packages"))
 
 
+@contextlib.contextmanager
+def building():
+    """One test worker at a time builds in build/hub (the hub tests may run side by side)."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def build_hub_environment() -> None:
-    """The hub's environment: the course's pins (its .venv, seen through a .pth file) plus JupyterHub's own."""
+    """The hub's environment: the course's pins (its .venv, seen through a .pth file) plus JupyterHub's own, the
+    users' lab settings and locked extensions (README step 3), and configurable-http-proxy."""
+    with building():
+        _build_hub_environment()
+        users_environment_setup()
+
+
+def _build_hub_environment() -> None:
     if not (HUB_VENV / "bin" / "jupyterhub").exists():
         subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "venv", "--copies", str(HUB_VENV)],
                        check=True)
@@ -226,7 +250,6 @@ def hub():
         build_hub_environment()
     except subprocess.CalledProcessError as error:
         pytest.skip(f"could not install JupyterHub or configurable-http-proxy (no package registry?): {error}")
-    users_environment_setup()
     scratch = Path(tempfile.mkdtemp(prefix="batchcourse-realhub-"))
     scratch.chmod(0o755)
     suffix = uuid.uuid4().hex[:5]
