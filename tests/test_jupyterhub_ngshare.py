@@ -128,9 +128,12 @@ def started_as(account: str, command: list, cwd: Path, log: Path, env: dict) -> 
 
 def instructors_course(home: Path) -> Path:
     """The instructor's course in their server's home (on Kubernetes: a clone, `tasks.py setup` run, on the
-    server's volume), with the course's nbgrader configuration naming it."""
+    server's volume), with the course's nbgrader configuration naming it, and the home's nbgrader_config.py that
+    loads it, so that Formgrader in the instructor's server shows the course (README, On Kubernetes, step 4)."""
     course = grading.scratch_course(A, home)
-    shutil.copy(AUTOGRADE_DIR / "nbgrader_config.py", course / "autograde" / "nbgrader_config.py")
+    config = course / "autograde" / "nbgrader_config.py"
+    shutil.copy(AUTOGRADE_DIR / "nbgrader_config.py", config)
+    (home / "nbgrader_config.py").write_text(f"c = get_config()\nload_subconfig({str(config)!r})\n")
     grading.release(A, root=course, db_url=grading.sqlite_url(course))
     return course
 
@@ -261,6 +264,14 @@ def test_the_round_trip_through_ngshare(one_uid_hub):
 def test_a_student_cannot_submit_in_another_students_name(one_uid_hub):
     code, shown = one_uid_hub["runs"]["in another's name"]
     assert "not possible with ngshare" in shown, shown[-2000:]
+
+
+def test_formgrader_in_the_instructors_server(one_uid_hub):
+    instructor = one_uid_hub["browsers"][one_uid_hub["instructor"]]
+    answer = instructor.session.get(instructor.url("/formgrader/api/assignments"))
+    assert answer.status_code == 200, (answer.status_code, answer.url, answer.text[:500])
+    (ours,) = [item for item in answer.json() if item["name"] == A]
+    assert ours["num_submissions"] == 1, ours
 
 
 def refused(shown: str, endpoint: str) -> bool:

@@ -206,6 +206,15 @@ def memory_peaks(assignment: str, scratch: Path, submission, workers: int) -> di
     return sampler.peaks
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since it started (Linux /proc/stat), None elsewhere."""
+    try:
+        user, nice, system, idle, iowait, *rest = map(int, Path("/proc/stat").read_text().split("\n")[0].split()[1:])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
+
+
 def grading_versus_execution(assignment: str, class_size: int) -> dict:
     """Grading a class of `class_size` right answers (one worker, then two) next to a plain execution of the
     same notebook, in one run: seconds per submission, their ratio, the speed-up, and (measured apart) peak PSS. The
@@ -213,7 +222,7 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
     solution): their start is timed on its own, and the speed-up is given without it and with it."""
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        seconds, started, peaks = {}, {}, {}
+        seconds, started, peaks, busy = {}, {}, {}, {}
         for workers in (1, 2):
             course = grading.ScratchCourse.create(assignment, scratch / f"workers{workers}")
             right = grading.make_submission(course.student_nb, grading.solution_code(course.solution_nb))
@@ -224,8 +233,11 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
             start = time.perf_counter()
             with parallel.grading_servers(workers):  # as `grade` starts them, before it checks the grader
                 started[workers] = time.perf_counter() - start
+                busy_before = machine_busy_seconds()
                 not_graded = parallel.grade_all(assignment, course.root, course.db_url, workers, stream=io.StringIO())
                 seconds[workers] = time.perf_counter() - start - started[workers]
+                if busy_before is not None:
+                    busy[workers] = machine_busy_seconds() - busy_before
             assert not not_graded, f"{workers} worker(s) could not grade {not_graded}"
             peaks[workers] = memory_peaks(assignment, scratch / f"memory{workers}", right, workers)
     plain = sum(execute) / len(execute)
@@ -239,6 +251,11 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
         "speedup_2_workers": round(seconds[1] / seconds[2], 2),
         "servers_start_seconds": {f"{w}_worker{'s' if w > 1 else ''}": round(t, 2) for w, t in started.items()},
         "speedup_2_workers_start_included": round((seconds[1] + started[1]) / (seconds[2] + started[2]), 2),
+        # how many cores one worker already keeps busy (its kernel, grader and test processes overlap): 2 workers on
+        # 2 cores can be at most 2 / that many times faster
+        "busy_cpu_seconds_per_submission": {f"{w}_worker{'s' if w > 1 else ''}": round(b / class_size, 2)
+                                            for w, b in busy.items()},
+        "cores_busy_1_worker": round(busy[1] / seconds[1], 2) if 1 in busy else None,
         "peak_pss_mb": {f"{workers}_worker{'s' if workers > 1 else ''}": {k: round(v) for k, v in p.items()}
                         for workers, p in peaks.items()},
     }
