@@ -30,8 +30,8 @@ import yaml
 from batchcourse import grading
 from batchcourse.paths import AUTOGRADE_DIR, REPO_ROOT
 from test_jupyterhub import A
-from test_jupyterhub_real import (BUILD, HUB_FILES, HUB_VENV, PROXY, Browser, build_hub_environment, building,
-                                  free_port, saved_answer, tasks, wait_for_hub, why_no_proxy)
+from test_jupyterhub_real import (BUILD, HUB_FILES, HUB_VENV, Browser, build_hub_environment, building, free_port,
+                                  fetch_and_submit, local_hub, tasks, wait_for_hub, why_no_proxy)
 
 KUBERNETES = HUB_FILES / "kubernetes"
 NGSHARE_VENV = BUILD / "ngshare"
@@ -91,25 +91,12 @@ def hub_config(scratch: Path, hub_port: int, ngshare_port: int, token: str, user
     for service in values["services"]:
         service["url"] = service["url"].replace("http://ngshare:8080", f"http://127.0.0.1:{ngshare_port}")
         service["api_token"] = token
-    return f"""
-c = get_config()
-c.JupyterHub.bind_url = "http://127.0.0.1:{hub_port}"
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {free_port()}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
-c.ConfigurableHTTPProxy.command = [{str(PROXY)!r}]
-c.JupyterHub.db_url = "sqlite:///{scratch}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{scratch}/cookie_secret"
-c.JupyterHub.pid_file = "{scratch}/jupyterhub.pid"
-c.JupyterHub.authenticator_class = "shared-password"
+    return local_hub(scratch, hub_port) + f"""c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = {password!r}
 c.Authenticator.allowed_users = {set(users)!r}
 # every server as the hub's own account, in a home of its own (a pod's volume on Kubernetes)
 c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
 c.SimpleLocalProcessSpawner.home_dir_template = "{scratch}/home/{{username}}"
-c.Spawner.ip = "127.0.0.1"
-c.Spawner.start_timeout = 300
-c.Spawner.http_timeout = 300
 c.Spawner.cmd = [{str(HUB_VENV / "bin" / "jupyterhub-singleuser")!r}]
 c.Spawner.args = ["--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
 c.Spawner.environment = {{"JUPYTER_CONFIG_PATH": "{scratch}/etc-jupyter", "PYTHONPATH": {str(EXCHANGE_PLUGIN)!r},
@@ -220,14 +207,7 @@ def round_trip(state) -> None:
         [f"{manage} create_course {COURSE} {instructor.user}",
          *(f"{manage} add_student {COURSE} {student}" for student in state["students"])])))
     runs["release"] = typed(instructor, in_course(state, f"nbgrader release_assignment {A}"))
-    runs["list first"] = first.session.get(first.url("/assignments"), params={"course_id": COURSE}).json()
-    runs["list outsider"] = outsider.session.get(outsider.url("/assignments"), params={"course_id": COURSE}).json()
-    for student in (first, second):
-        runs[f"fetch {student.user}"] = student.assignment_action("fetch").json()
-    answer = first.session.put(first.url(f"/api/contents/{A}/{A}.ipynb"), json=saved_answer(state),
-                               headers={"X-XSRFToken": first.xsrf(f"/user/{first.user}/")})
-    answer.raise_for_status()
-    runs["submit"] = first.assignment_action("submit").json()
+    fetch_and_submit(state)
     runs["in another's name"] = typed(second, f"nbgrader submit {A} --course {COURSE} --student={first.user}")
     runs["inbound"] = typed(second, f"nbgrader list --inbound --course {COURSE}")
     runs["outsider"] = typed(outsider, f"nbgrader fetch_assignment {A} --course {COURSE}; mkdir -p {A} && "

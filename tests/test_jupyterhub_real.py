@@ -144,9 +144,8 @@ def filled_in_fragment(instructor: str, course: Path, exchange: Path, students: 
     return text
 
 
-def hub_config(scratch: Path, fragment: Path, hub_port: int, service_port: int, outsider: str) -> str:
-    """The test hub's own settings (ports, proxy, state in the scratch folder), then the course's fragment."""
-    etc_jupyter = scratch / "etc-jupyter"
+def local_hub(scratch: Path, hub_port: int) -> str:
+    """A test hub's own settings: everything on 127.0.0.1, free ports, its state in the scratch folder."""
     return f"""
 c = get_config()
 c.JupyterHub.bind_url = "http://127.0.0.1:{hub_port}"
@@ -160,6 +159,13 @@ c.JupyterHub.pid_file = "{scratch}/jupyterhub.pid"
 c.Spawner.ip = "127.0.0.1"
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
+"""
+
+
+def hub_config(scratch: Path, fragment: Path, hub_port: int, service_port: int, outsider: str) -> str:
+    """The test hub's own settings, then the course's fragment."""
+    etc_jupyter = scratch / "etc-jupyter"
+    return local_hub(scratch, hub_port) + f"""
 # /etc/jupyter of this machine stays untouched: the global nbgrader configuration comes from the scratch folder
 c.Spawner.environment = {{"JUPYTER_CONFIG_PATH": {str(etc_jupyter)!r}}}
 exec(compile(open({str(fragment)!r}).read(), {str(fragment)!r}, "exec"))
@@ -336,21 +342,28 @@ def saved_answer(state) -> dict:
     return {"type": "notebook", "format": "json", "content": answered}
 
 
-def round_trip(state) -> None:
-    """publish, fetch, submit (the outsider too, past the Assignment List), collect, grade, feedback."""
-    browsers, course, runs = state["browsers"], state["course"], state["runs"]
-    instructor, outsider = browsers[state["instructor"]], browsers[state["outsider"]]
+def fetch_and_submit(state) -> None:
+    """The Assignment List of the first student and of the outsider; both students fetch, the first saves an answer
+    and submits."""
+    browsers, runs = state["browsers"], state["runs"]
     first, second = (browsers[student] for student in state["students"])
-    runs["publish"] = instructor.terminal(tasks("publish", course))
-    runs["list first"] = first.session.get(first.url("/assignments"), params={"course_id": "batchcourse"}).json()
-    runs["list outsider"] = outsider.session.get(outsider.url("/assignments"),
-                                                 params={"course_id": "batchcourse"}).json()
+    for name, person in (("list first", first), ("list outsider", browsers[state["outsider"]])):
+        runs[name] = person.session.get(person.url("/assignments"), params={"course_id": "batchcourse"}).json()
     for student in (first, second):
         runs[f"fetch {student.user}"] = student.assignment_action("fetch").json()
     answer = first.session.put(first.url(f"/api/contents/{A}/{A}.ipynb"), json=saved_answer(state),
                                headers={"X-XSRFToken": first.xsrf(f"/user/{first.user}/")})
     answer.raise_for_status()
     runs["submit"] = first.assignment_action("submit").json()
+
+
+def round_trip(state) -> None:
+    """publish, fetch, submit (the outsider too, past the Assignment List), collect, grade, feedback."""
+    browsers, course, runs = state["browsers"], state["course"], state["runs"]
+    instructor, outsider = browsers[state["instructor"]], browsers[state["outsider"]]
+    first = browsers[state["students"][0]]
+    runs["publish"] = instructor.terminal(tasks("publish", course))
+    fetch_and_submit(state)
     runs["outsider"] = outsider.terminal(f"unset JUPYTERHUB_API_TOKEN; nbgrader fetch_assignment {A} --course "
                                          f"batchcourse && nbgrader submit {A} --course batchcourse")
     runs["collect"] = instructor.terminal(tasks("collect", course))

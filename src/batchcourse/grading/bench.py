@@ -215,6 +215,11 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
 
 
+def per_workers(workers: int) -> str:
+    """A results key: 1_worker, 2_workers."""
+    return f"{workers}_worker{'s' if workers > 1 else ''}"
+
+
 def grading_versus_execution(assignment: str, class_size: int) -> dict:
     """Grading a class of `class_size` right answers (one worker, then two) next to a plain execution of the
     same notebook, in one run: seconds per submission, their ratio, the speed-up, and (measured apart) peak PSS. The
@@ -249,14 +254,13 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
         "grading_over_execute_ratio": round(per_submission / plain, 2),
         "grading_seconds_per_submission_2_workers": round(seconds[2] / class_size, 2),
         "speedup_2_workers": round(seconds[1] / seconds[2], 2),
-        "servers_start_seconds": {f"{w}_worker{'s' if w > 1 else ''}": round(t, 2) for w, t in started.items()},
+        "servers_start_seconds": {per_workers(w): round(t, 2) for w, t in started.items()},
         "speedup_2_workers_start_included": round((seconds[1] + started[1]) / (seconds[2] + started[2]), 2),
         # how many cores one worker already keeps busy (its kernel, grader and test processes overlap): 2 workers on
         # 2 cores can be at most 2 / that many times faster
-        "busy_cpu_seconds_per_submission": {f"{w}_worker{'s' if w > 1 else ''}": round(b / class_size, 2)
-                                            for w, b in busy.items()},
+        "busy_cpu_seconds_per_submission": {per_workers(w): round(b / class_size, 2) for w, b in busy.items()},
         "cores_busy_1_worker": round(busy[1] / seconds[1], 2) if 1 in busy else None,
-        "peak_pss_mb": {f"{workers}_worker{'s' if workers > 1 else ''}": {k: round(v) for k, v in p.items()}
+        "peak_pss_mb": {per_workers(workers): {k: round(v) for k, v in p.items()}
                         for workers, p in peaks.items()},
     }
 
