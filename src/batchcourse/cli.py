@@ -145,7 +145,7 @@ def bench(args) -> int:
     from .grading.bench import run_benchmark
 
     return run_benchmark(submissions=args.submissions, assignments=args.assignments or assignment_ids(),
-                         class_size=args.class_size, side_by_side=args.side_by_side)
+                         class_size=args.class_size, side_by_side=args.side_by_side, rounds=args.rounds)
 
 
 def main(argv: list[str]) -> int:
@@ -195,6 +195,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--side-by-side", type=int, default=0, metavar="N",
                    help="also grade a class of N right answers of 00 and 04 (1 and 2 workers) next to a plain "
                         "`jupyter nbconvert --execute` of the same notebook, with peak PSS memory")
+    p.add_argument("--rounds", type=int, default=1, metavar="R",
+                   help="measure --side-by-side R times and keep the medians")
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=bench)
     p = sub.add_parser("handout", help="write the workshop handout: static pages and a PDF, readable offline")

@@ -3,7 +3,8 @@ time per submission for a synthetic class. Writes benchmarks/results.json. With 
 a few minutes): a class of N submissions graded with 1 and with 2 workers, to measure parallel grading.
 With --side-by-side N: for 00 and 04, in the same run, what grading a class of N right answers costs per
 submission (`tasks.py grade`'s path, 1 and 2 workers) next to a plain `jupyter nbconvert --execute` of the same
-notebook, and the proportional memory (PSS: shared pages counted once) of the grading processes and kernels.
+notebook (one alone, then two at once: the speed-up the machine itself gives a second run), and the proportional
+memory (PSS: shared pages counted once) of the grading processes and kernels.
 
 Budgets on the course's reference machine (2 CPU cores): a solution notebook executes in 60 s
 at most, one submission autogrades in 45 s at most, a kernel peaks at 2 GB at most.
@@ -16,6 +17,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,15 +186,23 @@ def _pss_mb(pid: int) -> float:
     return 0.0
 
 
-def plain_execute_seconds(notebook, workdir: Path) -> float:
-    """A plain `jupyter nbconvert --execute` of the notebook, as a learner or an instructor would run it."""
-    path = workdir / "plain.ipynb"
-    nbformat.write(notebook, path)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                    "--ExecutePreprocessor.timeout=900", "--output", "plain-executed.ipynb", str(path)],
-                   cwd=workdir, check=True, capture_output=True)
-    return time.perf_counter() - start
+def plain_execute_seconds(notebook, *workdirs: Path) -> float:
+    """A plain `jupyter nbconvert --execute` of the notebook, as a learner or an instructor would run it; given
+    several folders, one in each at the same time, with the cores shared as grading workers share them."""
+    commands = []
+    for workdir in workdirs:
+        nbformat.write(notebook, workdir / "plain.ipynb")
+        commands.append(([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                          "--ExecutePreprocessor.timeout=900", "--output", "plain-executed.ipynb", "plain.ipynb"], workdir))
+    with parallel.threads_per_worker(len(workdirs)):
+        start = time.perf_counter()
+        running = [subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                   for argv, cwd in commands]
+        for process in running:
+            _, errors = process.communicate()
+            if process.returncode:
+                raise RuntimeError(f"nbconvert --execute failed: {errors.decode()[-2000:]}")
+        return time.perf_counter() - start
 
 
 def memory_peaks(assignment: str, scratch: Path, submission, workers: int) -> dict:
@@ -220,7 +230,7 @@ def per_workers(workers: int) -> str:
     return f"{workers}_worker{'s' if workers > 1 else ''}"
 
 
-def grading_versus_execution(assignment: str, class_size: int) -> dict:
+def grading_versus_execution(assignment: str, class_size: int, memory: bool = True) -> dict:
     """Grading a class of `class_size` right answers (one worker, then two) next to a plain execution of the
     same notebook, in one run: seconds per submission, their ratio, the speed-up, and (measured apart) peak PSS. The
     preloaded servers start once per grading command, whatever the class (`grade` starts them before it grades the
@@ -233,8 +243,9 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
             right = grading.make_submission(course.student_nb, grading.solution_code(course.solution_nb))
             course.submit({f"student{i:03d}": right for i in range(class_size)})
             if workers == 1:
-                execute = [plain_execute_seconds(right, shutil.copytree(SOLUTIONS_DIR / assignment, scratch / f"plain{k}"))
-                           for k in (1, 2)]
+                folders = [shutil.copytree(SOLUTIONS_DIR / assignment, scratch / f"plain{k}") for k in (1, 2)]
+                execute = [plain_execute_seconds(right, folder) for folder in folders]
+                side_by_side = plain_execute_seconds(right, *folders)
             start = time.perf_counter()
             with parallel.grading_servers(workers):  # as `grade` starts them, before it checks the grader
                 started[workers] = time.perf_counter() - start
@@ -244,7 +255,8 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
                 if busy_before is not None:
                     busy[workers] = machine_busy_seconds() - busy_before
             assert not not_graded, f"{workers} worker(s) could not grade {not_graded}"
-            peaks[workers] = memory_peaks(assignment, scratch / f"memory{workers}", right, workers)
+            if memory:
+                peaks[workers] = memory_peaks(assignment, scratch / f"memory{workers}", right, workers)
     plain = sum(execute) / len(execute)
     per_submission = seconds[1] / class_size
     return {
@@ -254,6 +266,11 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
         "grading_over_execute_ratio": round(per_submission / plain, 2),
         "grading_seconds_per_submission_2_workers": round(seconds[2] / class_size, 2),
         "speedup_2_workers": round(seconds[1] / seconds[2], 2),
+        # the same for the plain executions, two at once against one after the other: what the machine itself gives
+        # a second notebook run beside the first, with no grader at all
+        "plain_nbconvert_execute_seconds_2_side_by_side": round(side_by_side, 2),
+        "plain_speedup_2_side_by_side": round(sum(execute) / side_by_side, 2),
+        "speedup_2_workers_over_plain_speedup": round(seconds[1] / seconds[2] / (sum(execute) / side_by_side), 2),
         "servers_start_seconds": {per_workers(w): round(t, 2) for w, t in started.items()},
         "speedup_2_workers_start_included": round((seconds[1] + started[1]) / (seconds[2] + started[2]), 2),
         # how many cores one worker already keeps busy (its kernel, grader and test processes overlap): 2 workers on
@@ -263,6 +280,22 @@ def grading_versus_execution(assignment: str, class_size: int) -> dict:
         "peak_pss_mb": {per_workers(workers): {k: round(v) for k, v in p.items()}
                         for workers, p in peaks.items()},
     }
+
+
+def median_of_rounds(rounds: list[dict]) -> dict:
+    """One result for several rounds of grading_versus_execution: each timing its median over the rounds (the
+    memory figures are the first round's, the only one that measures them), and each round's speed-ups."""
+    def median(values: list):
+        if isinstance(values[0], dict):
+            return {key: median([v[key] for v in values]) for key in values[0]}
+        return values[0] if len(values) < 2 or values[0] is None else round(statistics.median(values), 2)
+
+    result = {key: median([r[key] for r in rounds]) for key in rounds[0] if key != "peak_pss_mb"}
+    result["peak_pss_mb"] = rounds[0]["peak_pss_mb"]
+    result["rounds"] = len(rounds)
+    for key in ("speedup_2_workers", "plain_speedup_2_side_by_side"):
+        result[f"{key}_each_round"] = [r[key] for r in rounds]
+    return result
 
 
 def bench_assignment(assignment: str, submissions: int) -> dict:
@@ -293,11 +326,13 @@ def within_budget(result: dict) -> bool:
 SIDE_BY_SIDE = ("00_orientation", "04_running_stats_and_eval")
 
 
-def run_benchmark(submissions: int, assignments: list[str], class_size: int = 0, side_by_side: int = 0) -> int:
+def run_benchmark(submissions: int, assignments: list[str], class_size: int = 0, side_by_side: int = 0,
+                  rounds: int = 1) -> int:
     """Measure the given assignments; the figures of assignments not measured now stay as they were.
 
     With `class_size`, also grade a class of that size with 1 and 2 workers (on the first assignment).
-    With `side_by_side`, grade a class of that size of 00 and 04 next to a plain execution of each."""
+    With `side_by_side`, grade a class of that size of 00 and 04 next to a plain execution of each, `rounds` times
+    (the medians are kept: on a machine shared with others, one round's speed-up can be off by a tenth)."""
     previous = json.loads(RESULTS.read_text()).get("assignments", {}) if RESULTS.is_file() else {}
     results = {
         "measured_on": str(date.today()),
@@ -316,7 +351,8 @@ def run_benchmark(submissions: int, assignments: list[str], class_size: int = 0,
     if side_by_side:
         results["grading_versus_execution"] = {}
         for assignment in SIDE_BY_SIDE:
-            results["grading_versus_execution"][assignment] = grading_versus_execution(assignment, side_by_side)
+            measured = [grading_versus_execution(assignment, side_by_side, memory=r == 0) for r in range(rounds)]
+            results["grading_versus_execution"][assignment] = median_of_rounds(measured)
             print(f"grading versus execution, {assignment}: {results['grading_versus_execution'][assignment]}", flush=True)
     for assignment in assignments:
         result = bench_assignment(assignment, submissions)
