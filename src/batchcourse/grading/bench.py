@@ -193,7 +193,8 @@ def plain_execute_seconds(notebook, *workdirs: Path) -> float:
     for workdir in workdirs:
         nbformat.write(notebook, workdir / "plain.ipynb")
         commands.append(([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                          "--ExecutePreprocessor.timeout=900", "--output", "plain-executed.ipynb", "plain.ipynb"], workdir))
+                          "--ExecutePreprocessor.timeout=900", "--output", "plain-executed.ipynb", "plain.ipynb"],
+                         workdir))
     with parallel.threads_per_worker(len(workdirs)):
         start = time.perf_counter()
         running = [subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -259,18 +260,20 @@ def grading_versus_execution(assignment: str, class_size: int, memory: bool = Tr
                 peaks[workers] = memory_peaks(assignment, scratch / f"memory{workers}", right, workers)
     plain = sum(execute) / len(execute)
     per_submission = seconds[1] / class_size
+    speedup = seconds[1] / seconds[2]
+    # two plain executions at once against one after the other: what the machine itself gives a second notebook run
+    # beside the first, with no grader at all
+    plain_speedup = sum(execute) / side_by_side
     return {
         "class_size": class_size,
         "plain_nbconvert_execute_seconds": round(plain, 2),
         "grading_seconds_per_submission_1_worker": round(per_submission, 2),
         "grading_over_execute_ratio": round(per_submission / plain, 2),
         "grading_seconds_per_submission_2_workers": round(seconds[2] / class_size, 2),
-        "speedup_2_workers": round(seconds[1] / seconds[2], 2),
-        # the same for the plain executions, two at once against one after the other: what the machine itself gives
-        # a second notebook run beside the first, with no grader at all
+        "speedup_2_workers": round(speedup, 2),
         "plain_nbconvert_execute_seconds_2_side_by_side": round(side_by_side, 2),
-        "plain_speedup_2_side_by_side": round(sum(execute) / side_by_side, 2),
-        "speedup_2_workers_over_plain_speedup": round(seconds[1] / seconds[2] / (sum(execute) / side_by_side), 2),
+        "plain_speedup_2_side_by_side": round(plain_speedup, 2),
+        "speedup_2_workers_over_plain_speedup": round(speedup / plain_speedup, 2),
         "servers_start_seconds": {per_workers(w): round(t, 2) for w, t in started.items()},
         "speedup_2_workers_start_included": round((seconds[1] + started[1]) / (seconds[2] + started[2]), 2),
         # how many cores one worker already keeps busy (its kernel, grader and test processes overlap): 2 workers on
@@ -283,15 +286,16 @@ def grading_versus_execution(assignment: str, class_size: int, memory: bool = Tr
 
 
 def median_of_rounds(rounds: list[dict]) -> dict:
-    """One result for several rounds of grading_versus_execution: each timing its median over the rounds (the
-    memory figures are the first round's, the only one that measures them), and each round's speed-ups."""
+    """One result for several rounds of grading_versus_execution: each timing its median over the rounds (the class
+    size and the memory figures are the first round's, the only one that measures memory), and each round's
+    speed-ups."""
     def median(values: list):
         if isinstance(values[0], dict):
             return {key: median([v[key] for v in values]) for key in values[0]}
-        return values[0] if len(values) < 2 or values[0] is None else round(statistics.median(values), 2)
+        return None if values[0] is None else round(statistics.median(values), 2)
 
-    result = {key: median([r[key] for r in rounds]) for key in rounds[0] if key != "peak_pss_mb"}
-    result["peak_pss_mb"] = rounds[0]["peak_pss_mb"]
+    first_round_only = ("class_size", "peak_pss_mb")
+    result = {key: rounds[0][key] if key in first_round_only else median([r[key] for r in rounds]) for key in rounds[0]}
     result["rounds"] = len(rounds)
     for key in ("speedup_2_workers", "plain_speedup_2_side_by_side"):
         result[f"{key}_each_round"] = [r[key] for r in rounds]
